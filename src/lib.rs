@@ -1,0 +1,17 @@
+//! vxbus: a Docker managed network plugin that gives containers virtual CAN buses.
+//!
+//! The binary (`src/main.rs`) wires these modules together; ARCHITECTURE.md describes the
+//! parts, how a request from Docker flows through them, and the invariants they keep.
+//!
+//! - [`settings`]: what the daemon is told (command line and `VXBUS_*` environment).
+//! - [`privileges`]: the kernel privileges it needs, checked once at start.
+//! - [`daemon`]: the process's life: socket, serving, graceful shutdown.
+//! - [`docker`]: Docker's remote network driver protocol.
+
+pub mod daemon;
+pub mod docker;
+pub mod privileges;
+pub mod settings;
+
+/// This build's version, as written in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,161 @@
+//! Daemon settings: where the daemon serves Docker, keeps its state and finds external plugin
+//! sockets, and how much it logs.
+//!
+//! Owns: parsing and validating the command line and the `VXBUS_*` environment (the managed
+//! plugin's `env` in `plugin/config.json`, which users change with `docker plugin set`).
+//! Must not touch: the filesystem or the kernel; it only describes what the daemon will use.
+
+use std::{fmt, path::PathBuf, str::FromStr};
+
+use clap::Parser;
+
+/// Where Docker looks for a managed plugin's socket: `/run/docker/plugins/<interface.socket>`.
+pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/vxbus.sock";
+/// The state directory inside the plugin; `plugin/config.json` bind-mounts the host's here.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vxbus";
+/// Where external plugins put their Unix sockets; bind-mounted from the host.
+pub const DEFAULT_PLUGIN_SOCKET_DIR: &str = "/run/vxbus/plugins";
+
+/// Everything the daemon is told at start. Every flag can also come from its `VXBUS_*`
+/// environment variable; the flag wins when both are given.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "vxbus",
+    version,
+    about = "Docker network driver that gives containers virtual CAN buses"
+)]
+pub struct Settings {
+    /// Unix socket on which Docker's plugin protocol is served.
+    #[arg(long, env = "VXBUS_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Directory where the driver keeps its state (the host directory mounted there survives
+    /// plugin restarts and upgrades).
+    #[arg(long, env = "VXBUS_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Directory where external plugins bind their Unix sockets, one per plugin id.
+    #[arg(long, env = "VXBUS_PLUGIN_SOCKET_DIR", default_value = DEFAULT_PLUGIN_SOCKET_DIR)]
+    pub plugin_socket_dir: PathBuf,
+
+    /// How much to log: one of off, error, warn, info, debug, trace, or per-module directives
+    /// such as `vxbus=debug,info`.
+    #[arg(long, env = "VXBUS_LOG", default_value = "info")]
+    pub log: LogFilter,
+}
+
+/// The log levels a [`LogFilter`] accepts, in increasing verbosity.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A validated log filter: a level, or comma-separated `target=level` directives.
+///
+/// `tracing_subscriber::EnvFilter` would accept almost any word (it reads `verbose` as "the
+/// target named verbose"), which silently turns logging off; a user who mistypes a level with
+/// `docker plugin set` must be told instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+/// A log filter that is not one of [`LOG_LEVELS`] nor `target=level` directives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "VXBUS_LOG (--log) `{given}` is not a log level: use one of off, error, warn, info, debug, \
+     trace, or directives such as `vxbus=debug,info`"
+)]
+pub struct BadLogFilter {
+    given: String,
+}
+
+fn is_level(word: &str) -> bool {
+    LOG_LEVELS
+        .iter()
+        .any(|level| level.eq_ignore_ascii_case(word))
+}
+
+impl FromStr for LogFilter {
+    type Err = BadLogFilter;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadLogFilter {
+            given: s.to_owned(),
+        };
+        let mut directives = s.split(',').map(str::trim).peekable();
+        if directives.peek().is_none_or(|first| first.is_empty()) {
+            return Err(bad());
+        }
+        for directive in directives {
+            let level = match directive.rsplit_once('=') {
+                Some((target, level)) if !target.is_empty() => level,
+                Some(_) => return Err(bad()),
+                None => directive,
+            };
+            if !is_level(level) {
+                return Err(bad());
+            }
+        }
+        Ok(LogFilter(s.to_owned()))
+    }
+}
+
+impl LogFilter {
+    /// The filter as `tracing_subscriber::EnvFilter` reads it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_levels_in_any_case() {
+        for level in LOG_LEVELS {
+            assert!(level.parse::<LogFilter>().is_ok(), "{level}");
+            assert!(level.to_uppercase().parse::<LogFilter>().is_ok(), "{level}");
+        }
+    }
+
+    #[test]
+    fn accepts_target_directives() {
+        let filter: LogFilter = "vxbus=debug,axum=warn, info".parse().unwrap();
+        assert_eq!(filter.as_str(), "vxbus=debug,axum=warn, info");
+    }
+
+    #[test]
+    fn refuses_words_that_are_not_levels_and_says_what_is_allowed() {
+        for given in [
+            "verbose",
+            "",
+            "vxbus=loud",
+            "=debug",
+            "info,,debug",
+            "vxbus=",
+        ] {
+            let err = given.parse::<LogFilter>().unwrap_err().to_string();
+            assert!(err.contains("VXBUS_LOG"), "{err}");
+            assert!(err.contains(&format!("`{given}`")), "{err}");
+            assert!(
+                err.contains("off, error, warn, info, debug, trace"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_managed_plugin_layout() {
+        let settings = Settings::try_parse_from(["vxbus"]).unwrap();
+        assert_eq!(settings.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(settings.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(
+            settings.plugin_socket_dir,
+            PathBuf::from(DEFAULT_PLUGIN_SOCKET_DIR)
+        );
+        assert_eq!(settings.log.as_str(), "info");
+    }
+}

@@ -1,0 +1,275 @@
+//! The daemon binary as Docker meets it: a process that serves HTTP on a Unix socket, refuses
+//! to start without CAP_NET_ADMIN, and stops cleanly on SIGTERM. No CAN kernel is needed here;
+//! what touches CAN or Docker is proven in the VM (tests/e2e).
+
+use std::{
+    fs,
+    os::unix::{fs::FileTypeExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use caps::{CapSet, Capability};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Bytes, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vxbus");
+
+/// A daemon started in a temporary directory, with its stderr in a file.
+struct Daemon {
+    child: Child,
+    dir: TempDir,
+}
+
+impl Daemon {
+    fn command(dir: &Path) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("VXBUS_SOCKET", dir.join("run/vxbus.sock"))
+            .env("VXBUS_STATE_DIR", dir.join("state"))
+            .env("VXBUS_PLUGIN_SOCKET_DIR", dir.join("plugins"))
+            .env("VXBUS_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("stderr.log")).unwrap());
+        command
+    }
+
+    fn spawn_with(configure: impl FnOnce(&mut Command)) -> Daemon {
+        Daemon::spawn_in(tempfile::tempdir().unwrap(), configure)
+    }
+
+    fn spawn_in(dir: TempDir, configure: impl FnOnce(&mut Command)) -> Daemon {
+        let mut command = Daemon::command(dir.path());
+        configure(&mut command);
+        let child = command.spawn().expect("spawning the vxbus binary");
+        Daemon { child, dir }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/vxbus.sock")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr.log")).unwrap()
+    }
+
+    /// Waits until the socket accepts connections, failing with the daemon's log if it exits.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}) before serving; its log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no socket after 20 s; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!(
+                    "the daemon did not exit within {within:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn terminate(&self) {
+        let pid = Pid::from_raw(self.child.id().try_into().unwrap());
+        kill(pid, Signal::SIGTERM).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Posts like Docker's plugin client: HTTP/1.1, no Content-Type, JSON body.
+fn post(socket: &Path, path: &str, body: &str) -> (StatusCode, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::post(path)
+            .header("Host", "plugin")
+            .header("Accept", "application/vnd.docker.plugins.v1.2+json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).expect("a JSON answer"),
+        )
+    })
+}
+
+fn have_net_admin() -> bool {
+    caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN).unwrap()
+}
+
+#[test]
+fn serves_the_handshake_refuses_the_rest_and_stops_cleanly_on_sigterm() {
+    if !have_net_admin() {
+        eprintln!("skipped: this test process lacks CAP_NET_ADMIN (run the tests as root)");
+        return;
+    }
+    let mut daemon = Daemon::spawn_with(|_| {});
+    daemon.wait_ready();
+
+    let (status, body) = post(&daemon.socket(), "/Plugin.Activate", "");
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"Implements": ["NetworkDriver"]}))
+    );
+
+    let create = r#"{"NetworkID":"abc","Options":{"com.docker.network.generic":{"device":"ecu"}}}"#;
+    let (status, body) = post(&daemon.socket(), "/NetworkDriver.CreateNetwork", create);
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    let err = body["Err"].as_str().unwrap();
+    assert!(
+        err.contains("NetworkDriver.CreateNetwork is not implemented yet"),
+        "{err}"
+    );
+
+    // The directories the later modules use exist once the daemon is ready.
+    assert!(daemon.dir.path().join("state").is_dir());
+    assert!(daemon.dir.path().join("plugins").is_dir());
+
+    daemon.terminate();
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let log = daemon.log();
+    assert!(status.success(), "exit {status} after SIGTERM; log:\n{log}");
+    assert!(!daemon.socket().exists(), "the socket was left behind");
+    for line in [
+        "ready: serving Docker's network driver protocol",
+        "received SIGTERM",
+        "stopped cleanly",
+    ] {
+        assert!(log.contains(line), "no `{line}` in the log:\n{log}");
+    }
+    // The request body of a refused call is logged for debugging.
+    assert!(log.contains("refused NetworkDriver.CreateNetwork"), "{log}");
+}
+
+#[test]
+fn replaces_a_stale_socket_but_not_another_file() {
+    if !have_net_admin() {
+        eprintln!("skipped: this test process lacks CAP_NET_ADMIN (run the tests as root)");
+        return;
+    }
+    // A socket file left behind by a daemon that was killed.
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("run/vxbus.sock");
+    fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let mut daemon = Daemon::spawn_in(dir, |_| {});
+    daemon.wait_ready();
+    assert!(fs::symlink_metadata(daemon.socket())
+        .unwrap()
+        .file_type()
+        .is_socket());
+    let (status, _) = post(&daemon.socket(), "/Plugin.Activate", "");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        daemon.log().contains("removing the stale socket"),
+        "{}",
+        daemon.log()
+    );
+
+    // A regular file where the socket should be is never removed.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("run/vxbus.sock");
+    fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    fs::write(&blocker, "keep me").unwrap();
+    let mut daemon = Daemon::spawn_in(dir, |_| {});
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert_eq!(fs::read_to_string(&blocker).unwrap(), "keep me");
+    assert!(
+        log.contains("is not a socket: refusing to replace it"),
+        "{log}"
+    );
+}
+
+#[test]
+fn refuses_to_start_without_cap_net_admin_and_says_how_to_grant_it() {
+    let mut daemon = Daemon::spawn_with(|command| {
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; dropping a
+        // capability from the bounding set is a single prctl. Root regains the bounding set as
+        // its effective set at exec, so the daemon starts without CAP_NET_ADMIN.
+        unsafe {
+            command.pre_exec(|| {
+                caps::drop(None, CapSet::Bounding, Capability::CAP_NET_ADMIN)
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
+                caps::drop(None, CapSet::Inheritable, Capability::CAP_NET_ADMIN)
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::PermissionDenied))?;
+                Ok(())
+            });
+        }
+    });
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert!(log.contains("vxbus needs CAP_NET_ADMIN"), "{log}");
+    assert!(log.contains("--grant-all-permissions"), "{log}");
+    assert!(
+        !daemon.socket().exists(),
+        "a socket was bound without the capability"
+    );
+}
+
+#[test]
+fn refuses_a_log_level_that_is_not_one_and_names_the_setting() {
+    let mut daemon = Daemon::spawn_with(|command| {
+        command.env("VXBUS_LOG", "verbose");
+    });
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(2), "log:\n{log}");
+    assert!(
+        log.contains("VXBUS_LOG (--log) `verbose` is not a log level"),
+        "{log}"
+    );
+    assert!(
+        log.contains("off, error, warn, info, debug, trace"),
+        "{log}"
+    );
+}
