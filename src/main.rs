@@ -1,8 +1,8 @@
 //! The vxbus daemon: the process Docker starts inside the managed plugin.
 //!
 //! It reads its settings, starts logging, checks its privileges and serves Docker until a
-//! signal stops it. Any error is logged (dockerd's log holds the plugin's output) and ends
-//! the process with a non-zero status.
+//! signal stops it. It logs to stdout, which dockerd copies into its own log; any error is
+//! logged and ends the process with a non-zero status.
 
 use std::process::ExitCode;
 
@@ -15,7 +15,8 @@ async fn main() -> ExitCode {
     let settings = Settings::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(settings.log.as_str()))
-        .with_writer(std::io::stderr)
+        // dockerd logs a managed plugin's stdout at level info and its stderr at level error.
+        .with_writer(std::io::stdout)
         .with_ansi(false)
         .init();
 

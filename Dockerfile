@@ -1,0 +1,16 @@
+# Builds the managed plugin's root filesystem from source: `make plugin` exports the final
+# stage into build/plugin/rootfs and runs `docker plugin create`. The rootfs is assembled by
+# the same script as `make plugin-dir`, so both routes ship the same files.
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked
+COPY scripts ./scripts
+COPY rootfs ./rootfs
+RUN scripts/assemble-rootfs --overlay rootfs --check --version /out target/release/vxbus
+
+FROM scratch
+COPY --from=build /out/ /
+ENTRYPOINT ["/usr/bin/vxbus"]

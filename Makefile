@@ -1,0 +1,66 @@
+# vxbus: the targets a newcomer, a developer and CI use. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+# The managed plugin's name; for `make push`, include the registry repository: PLUGIN=org/vxbus
+PLUGIN      ?= vxbus
+TAG         ?= $(VERSION)
+PLUGIN_DIR  := build/plugin
+BIN         := target/release/vxbus
+# e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
+SCENARIOS   ?=
+
+.PHONY: help deps build unit plugin-dir plugin push e2e test demo vm-shell clean
+
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+deps: ## install what the tests and the VM need (Debian packages, virtme-ng, a CAN-capable kernel)
+	tests/vm/setup
+
+build: ## build the release binary
+	cargo build --release --locked
+
+unit: ## unit and integration tests (no CAN kernel or Docker needed)
+	cargo test --release --locked
+
+plugin-dir: build ## assemble build/plugin (config.json + rootfs/) from the local build, no Docker needed
+	rm -rf $(PLUGIN_DIR)
+	scripts/assemble-rootfs --overlay rootfs --check --version $(PLUGIN_DIR)/rootfs $(BIN)
+	cp plugin/config.json $(PLUGIN_DIR)/config.json
+	@echo "built $(PLUGIN_DIR): docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
+
+plugin: ## build the rootfs with the Dockerfile and create the managed plugin $(PLUGIN):$(TAG) (needs a Docker engine)
+	docker build -t $(PLUGIN)-rootfs:$(TAG) .
+	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
+	id=$$(docker create $(PLUGIN)-rootfs:$(TAG) /usr/bin/vxbus) && \
+	  trap 'docker rm -f $$id >/dev/null' EXIT && \
+	  docker export $$id | tar -x -C $(PLUGIN_DIR)/rootfs
+	rm -f $(PLUGIN_DIR)/rootfs/.dockerenv
+	cp plugin/config.json $(PLUGIN_DIR)/config.json
+	docker plugin rm -f $(PLUGIN):$(TAG) >/dev/null 2>&1 || true
+	docker plugin create $(PLUGIN):$(TAG) $(PLUGIN_DIR)
+
+push: plugin ## push the managed plugin $(PLUGIN):$(TAG) (set PLUGIN=registry/repo)
+	docker plugin push $(PLUGIN):$(TAG)
+
+e2e: plugin-dir ## the end-to-end scenarios, in a VM with a CAN kernel and Docker (SCENARIOS=... to pick)
+	tests/vm/run e2e $(SCENARIOS)
+
+test: ## everything a fresh machine needs to prove vxbus: prerequisites, unit tests, e2e in the VM
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory e2e
+
+demo: ## the main job: containers exchanging CAN frames over a vxbus network, in the VM
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory plugin-dir
+	tests/vm/run demo
+
+vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the plugin ready
+	tests/vm/run shell
+
+clean: ## remove build outputs (keeps the downloaded kernel under target/vm)
+	rm -rf build target/release target/debug target/vm/out

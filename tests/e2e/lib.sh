@@ -1,0 +1,63 @@
+# Helpers for e2e scenarios (sourced by each tests/e2e/NN-name.sh; they run as root in the VM).
+#
+# A scenario is a bash script that exits 0 when what it proves holds. It gets:
+#   PLUGIN (the managed plugin's full name, vxbus:latest: `-d` needs the tag), TEST_IMAGE (busybox + can-utils),
+#   VXBUS_OUT (the logs directory; dockerd.log holds the plugin's output), VXBUS_REPO.
+# It must leave the engine as it found it (the plugin enabled, no containers or networks);
+# register cleanups with on_exit. The harness restores that state anyway and says so in its log.
+# shellcheck shell=bash
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "--- $*"; }
+ok() { echo "ok: $*"; }
+
+_cleanups=()
+on_exit() { _cleanups+=("$*"); } # runs at exit, last registered first
+_run_cleanups() {
+  local i
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" >/dev/null 2>&1 || true; done
+}
+trap _run_cleanups EXIT
+
+expect_contains() { # TEXT NEEDLE [WHAT]
+  [[ $1 == *"$2"* ]] || fail "${3:-output}: expected to contain '$2', got:"$'\n'"$1"
+}
+expect_not_contains() { # TEXT NEEDLE [WHAT]
+  [[ $1 != *"$2"* ]] || fail "${3:-output}: expected not to contain '$2', got:"$'\n'"$1"
+}
+expect_eq() { # ACTUAL EXPECTED [WHAT]
+  [[ $1 == "$2" ]] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+wait_until() { # SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s
+  local seconds=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < seconds * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "$what: not within ${seconds} s"
+}
+
+# dockerd's log, where the plugin's stdout and stderr land. Take a mark before an action and
+# read what was logged since, so a scenario checks the lines its own action caused.
+log_mark() { wc -l <"$VXBUS_OUT/dockerd.log"; }
+log_since() { tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log"; }
+
+plugin_enabled() { [[ $(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN") == true ]]; }
+plugin_socket() { echo "/run/docker/plugins/$(docker plugin inspect -f '{{.Id}}' "$PLUGIN")/vxbus.sock"; }
+plugin_call() { # PATH [BODY]: posts to the plugin's socket as Docker would
+  curl -sS --unix-socket "$(plugin_socket)" -X POST "http://plugin/$1" -d "${2:-}"
+}
+daemon_running() { pgrep -x vxbus >/dev/null; }
+
+# A CAN socket is bound to IFACE (in the network namespace of PID, when given): the kernel lists
+# it in /proc/net/can/rcvlist_all. Start a listener, wait for this, then send.
+can_listener_on() { # IFACE [PID]
+  local iface=$1 pid=${2:-}
+  local read=(cat /proc/net/can/rcvlist_all)
+  [[ -z $pid ]] || read=(nsenter -t "$pid" -n "${read[@]}")
+  "${read[@]}" | grep -Eq "^[[:space:]]+$iface[[:space:]]+[0-9A-Fa-f]+[[:space:]]"
+}
+container_pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
