@@ -5,6 +5,19 @@ KERNEL_DIR=$VM_DIR/kernel
 OUT_DIR=$VM_DIR/out
 TEST_IMAGE_TAR=$VM_DIR/testimage.tar
 
+# Puts virtme-ng's `vng` on PATH if pip installed it where PATH does not look (a pyenv without
+# a rehash, a user scripts directory). Fails if it is not installed.
+find_vng() {
+  command -v vng >/dev/null && return 0
+  command -v pyenv >/dev/null && pyenv rehash 2>/dev/null && command -v vng >/dev/null && return 0
+  local scripts
+  for scripts in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
+    "$(python3 -m site --user-base 2>/dev/null)/bin"; do
+    [[ -x $scripts/vng ]] && PATH=$scripts:$PATH && return 0
+  done
+  return 1
+}
+
 # Prints the unpacked kernel's image path; fails if setup has not fetched one.
 kernel_image() {
   local image
