@@ -1,13 +1,14 @@
 //! The vxbus daemon: the process Docker starts inside the managed plugin.
 //!
 //! It reads its settings, starts logging, checks its privileges and serves Docker until a
-//! signal stops it. It logs to stdout, which dockerd copies into its own log; any error is
-//! logged and ends the process with a non-zero status.
+//! signal stops it. dockerd copies its output into its own log; any error is logged and ends
+//! the process with a non-zero status.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::{fmt::writer::MakeWriterExt, EnvFilter};
 use vxbus::{daemon, privileges, settings::Settings, VERSION};
 
 #[tokio::main]
@@ -15,8 +16,13 @@ async fn main() -> ExitCode {
     let settings = Settings::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(settings.log.as_str()))
-        // dockerd logs a managed plugin's stdout at level info and its stderr at level error.
-        .with_writer(std::io::stdout)
+        // dockerd logs a managed plugin's stdout at level info and its stderr at level error:
+        // warnings and errors go to stderr, the rest to stdout, so dockerd's level matches ours.
+        .with_writer(
+            std::io::stderr
+                .with_max_level(Level::WARN)
+                .or_else(std::io::stdout),
+        )
         .with_ansi(false)
         .init();
 

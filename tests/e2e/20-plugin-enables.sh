@@ -13,7 +13,7 @@ startup=$(grep "ready: serving Docker's network driver protocol" "$VXBUS_OUT/doc
   fail "no startup line in dockerd.log"
 echo "$startup"
 expect_contains "$startup" "on /run/docker/plugins/vxbus.sock" "socket named in the startup line"
-expect_contains "$startup" 'level=info' "level of the daemon's lines (it logs to stdout)"
+expect_contains "$startup" 'level=info' "dockerd's level for the daemon's info lines (stdout)"
 
 step "the socket Docker uses answers the handshake"
 expect_eq "$(plugin_call Plugin.Activate)" '{"Implements":["NetworkDriver"]}' "Plugin.Activate"
