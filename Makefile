@@ -46,7 +46,7 @@ plugin: ## build the rootfs with the Dockerfile and create the managed plugin $(
 push: plugin ## push the managed plugin $(PLUGIN):$(TAG) (set PLUGIN=registry/repo)
 	docker plugin push $(PLUGIN):$(TAG)
 
-e2e: plugin-dir ## the end-to-end scenarios, in a VM with a CAN kernel and Docker (SCENARIOS=... to pick)
+e2e: deps plugin-dir ## the end-to-end scenarios, in a VM with a CAN kernel and Docker (SCENARIOS=... to pick)
 	tests/vm/run e2e $(SCENARIOS)
 
 test: ## everything a fresh machine needs to prove vxbus: prerequisites, unit tests, e2e in the VM
