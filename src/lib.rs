@@ -7,9 +7,13 @@
 //! - [`privileges`]: the kernel privileges it needs, checked once at start.
 //! - [`daemon`]: the process's life: socket, serving, graceful shutdown.
 //! - [`docker`]: Docker's remote network driver protocol.
+//! - [`bus`]: the network options of `docker network create`, validated into a bus spec.
+//! - [`ifname`]: interface names as the kernel accepts them.
 
+pub mod bus;
 pub mod daemon;
 pub mod docker;
+pub mod ifname;
 pub mod privileges;
 pub mod settings;
 

@@ -1,7 +1,8 @@
 //! The JSON bodies of Docker's remote network driver protocol, as Docker reads and writes them
 //! (field names in PascalCase, as in moby's `drivers/remote/api`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Content type of every answer; Docker's plugin client sends it as `Accept`.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
@@ -34,4 +35,24 @@ pub struct CapabilitiesResponse {
 pub struct ErrorResponse {
     #[serde(rename = "Err")]
     pub err: String,
+}
+
+/// The key under which Docker passes the user's `-o` options in CreateNetwork's `Options`.
+pub const GENERIC_OPTIONS: &str = "com.docker.network.generic";
+
+/// Body of `/NetworkDriver.CreateNetwork` (the fields vxbus reads; IPAM data is ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateNetworkRequest {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(default)]
+    pub options: Option<Map<String, Value>>,
+}
+
+impl CreateNetworkRequest {
+    /// The user's `-o` options, if any were given.
+    pub fn generic_options(&self) -> Option<&Map<String, Value>> {
+        self.options.as_ref()?.get(GENERIC_OPTIONS)?.as_object()
+    }
 }

@@ -18,12 +18,16 @@ use axum::{
 };
 use serde::Serialize;
 
-pub use api::{ActivateResponse, CapabilitiesResponse, ErrorResponse, Scope, CONTENT_TYPE};
+pub use api::{
+    ActivateResponse, CapabilitiesResponse, CreateNetworkRequest, ErrorResponse, Scope,
+    CONTENT_TYPE, GENERIC_OPTIONS,
+};
+
+use crate::bus::{BusSpec, OptionError};
 
 /// The calls of the remote network driver protocol that this release does not serve yet.
 /// Each answers with [`DriverError::NotImplemented`] naming itself.
 pub const PENDING_CALLS: &[&str] = &[
-    "CreateNetwork",
     "DeleteNetwork",
     "AllocateNetwork",
     "FreeNetwork",
@@ -44,11 +48,17 @@ pub enum DriverError {
     /// A call of the protocol that this release does not serve yet. Docker prefixes the
     /// message with the call's name (`NetworkDriver.CreateNetwork: ...`), so it does not repeat it.
     #[error(
-        "not implemented yet in vxbus {version}: this release answers only Docker's handshake \
-         (Plugin.Activate, NetworkDriver.GetCapabilities)",
+        "not implemented yet in vxbus {version}: this release answers Docker's handshake and \
+         validates network options, but does not create buses yet",
         version = crate::VERSION
     )]
     NotImplemented { call: &'static str },
+    /// A body that is not the JSON the call takes.
+    #[error("malformed {call} request: {reason}")]
+    BadRequest { call: &'static str, reason: String },
+    /// A network option the user gave is refused; the message names it.
+    #[error(transparent)]
+    Option(#[from] OptionError),
     /// A path that is not part of the protocol at all.
     #[error("vxbus does not serve {path}: it is not a call of Docker's network driver protocol")]
     UnknownCall { path: String },
@@ -58,6 +68,7 @@ impl DriverError {
     fn status(&self) -> StatusCode {
         match self {
             DriverError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            DriverError::BadRequest { .. } | DriverError::Option(_) => StatusCode::BAD_REQUEST,
             // Docker tolerates a 404 for optional calls (ProgramExternalConnectivity).
             DriverError::UnknownCall { .. } => StatusCode::NOT_FOUND,
         }
@@ -95,7 +106,8 @@ fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
 pub fn router() -> Router {
     let mut router = Router::new()
         .route("/Plugin.Activate", post(activate))
-        .route("/NetworkDriver.GetCapabilities", post(get_capabilities));
+        .route("/NetworkDriver.GetCapabilities", post(get_capabilities))
+        .route("/NetworkDriver.CreateNetwork", post(create_network));
     for &call in PENDING_CALLS {
         router = router.route(
             &format!("/NetworkDriver.{call}"),
@@ -122,6 +134,22 @@ async fn get_capabilities() -> Response {
         connectivity_scope: Scope::Local,
     };
     reply(StatusCode::OK, &capabilities)
+}
+
+/// Validates the network's options, so a bad one is refused naming it; creating the bus itself
+/// is not implemented yet.
+async fn create_network(body: Bytes) -> Result<Response, DriverError> {
+    const CALL: &str = "CreateNetwork";
+    let request: CreateNetworkRequest =
+        serde_json::from_slice(&body).map_err(|err| DriverError::BadRequest {
+            call: CALL,
+            reason: err.to_string(),
+        })?;
+    let spec = BusSpec::from_options(request.generic_options()).inspect_err(|err| {
+        tracing::warn!("refused network {}: {err}", request.network_id);
+    })?;
+    tracing::info!("network {}: options valid: {spec}", request.network_id);
+    Err(not_implemented(CALL, body).await)
 }
 
 async fn not_implemented(call: &'static str, body: Bytes) -> DriverError {
@@ -204,6 +232,50 @@ mod tests {
                 body.as_object().unwrap().len(),
                 1,
                 "{call}: only Err expected in {body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn create_network_refuses_a_bad_option_naming_it() {
+        let body = r#"{"NetworkID":"n1","Options":{"com.docker.network.generic":{"device":"ecu","baudrate":"fast"}},"IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"172.18.0.0/16"}]}"#;
+        let (status, _, body) = post("/NetworkDriver.CreateNetwork", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let err = body["Err"].as_str().unwrap();
+        assert!(
+            err.starts_with("option `baudrate`: `fast` is not allowed"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn create_network_with_valid_options_is_not_implemented_yet() {
+        for body in [
+            r#"{"NetworkID":"n1","Options":{"com.docker.network.generic":{"device":"ecu","baudrate":"500000"}}}"#,
+            r#"{"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":false}}"#,
+            r#"{"NetworkID":"n1"}"#,
+        ] {
+            let (status, _, answer) = post("/NetworkDriver.CreateNetwork", body).await;
+            assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+            assert!(
+                answer["Err"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("not implemented yet"),
+                "{answer}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn create_network_refuses_a_malformed_body() {
+        for body in ["", "{", r#"{"Options":{}}"#] {
+            let (status, _, answer) = post("/NetworkDriver.CreateNetwork", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+            let err = answer["Err"].as_str().unwrap();
+            assert!(
+                err.starts_with("malformed CreateNetwork request: "),
+                "{err}"
             );
         }
     }

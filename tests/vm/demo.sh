@@ -27,7 +27,8 @@ grep -o 'vxbus 0[^"]*ready[^"(]*' "$VXBUS_OUT/dockerd.log" | tail -n1
 
 banner "2. docker network create -d $PLUGIN -o device=ecu demo-bus"
 docker network create -d "$PLUGIN" -o device=ecu demo-bus 2>&1 || true
-echo "(the driver answers the handshake; creating buses is the next piece of work)"
+docker network create -d "$PLUGIN" -o device=ecu -o baudrate=fast demo-bus 2>&1 || true
+echo "(the driver validates the options; creating buses is the next piece of work)"
 
 banner "3. By hand, the bus the driver will build: two containers, a vxcan pair each, can-gw between them"
 for ecu in a b; do
