@@ -9,9 +9,11 @@
 //! - [`docker`]: Docker's remote network driver protocol.
 //! - [`bus`]: the network options of `docker network create`, validated into a bus spec.
 //! - [`ifname`]: interface names as the kernel accepts them.
+//! - [`dataplane`]: vcan/vxcan links and can-gw rules, over netlink.
 
 pub mod bus;
 pub mod daemon;
+pub mod dataplane;
 pub mod docker;
 pub mod ifname;
 pub mod privileges;
