@@ -5,14 +5,14 @@
 //! skips and says so; the e2e scenario `15-kernel-dataplane` runs it in the VM with
 //! VXBUS_KERNEL_TESTS=required, where a missing CAN stack is a failure, not a skip.
 
-use std::{collections::BTreeSet, io, path::Path, time::Duration};
+use std::{collections::BTreeSet, io, path::Path, process::Command, time::Duration};
 
 use socketcan::{
     CanAnyFrame, CanFdFrame, CanFdSocket, CanFrame, EmbeddedFrame, Frame, Socket, StandardId,
 };
 use vxbus::{
     dataplane::{
-        cangw::{flags, CanGw, Rule},
+        cangw::{flags, CanGw, GwError, Rule},
         links::Links,
     },
     ifname::IfName,
@@ -209,4 +209,51 @@ async fn links_and_gateway_rules_carry_frames_once_and_leave_nothing_behind() {
             "{gone} left behind"
         );
     }
+}
+
+/// Loads `can-gw` again when dropped, so a failing test leaves the kernel as it found it.
+struct ReloadCanGw;
+
+impl Drop for ReloadCanGw {
+    fn drop(&mut self) {
+        let _ = Command::new("modprobe").arg("can-gw").status();
+    }
+}
+
+#[test]
+fn a_missing_can_gw_module_is_reported_with_the_command_that_loads_it() {
+    if !kernel_has_can() {
+        return;
+    }
+    let unloaded = Command::new("modprobe").args(["-r", "can-gw"]).status();
+    if !unloaded.is_ok_and(|status| status.success()) {
+        // Built in, or in use by rules this test must not touch.
+        let required = std::env::var("VXBUS_KERNEL_TESTS").as_deref() == Ok("required");
+        assert!(
+            !required,
+            "cannot unload can-gw to test its absence (`modprobe -r can-gw`)"
+        );
+        eprintln!("skipped: can-gw cannot be unloaded here");
+        return;
+    }
+    let _reload = ReloadCanGw;
+
+    let mut gw = CanGw::open().unwrap();
+    // Without can-gw the kernel answers a dump with its IP routes; that must not pass for "no rules".
+    let listed = gw.list().unwrap_err();
+    assert!(matches!(listed, GwError::NotLoaded { .. }), "{listed:?}");
+    let added = gw
+        .add(Rule {
+            src: 1,
+            dst: 1,
+            flags: flags::ECHO,
+        })
+        .unwrap_err();
+    assert!(matches!(added, GwError::NotLoaded { .. }), "{added:?}");
+    let message = added.to_string();
+    assert!(
+        message.contains("module can-gw) is not loaded"),
+        "{message}"
+    );
+    assert!(message.contains("`modprobe can-gw`"), "{message}");
 }

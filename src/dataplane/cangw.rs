@@ -16,6 +16,10 @@
 //! flags: CGW_FLAGS_CAN_ECHO 0x01, _SRC_TSTAMP 0x02, _IIF_TX_OK 0x04, _FD 0x08
 //! ```
 //!
+//! Without the `can-gw` module the kernel has no AF_CAN route handler: an add or remove fails with
+//! EOPNOTSUPP and a dump falls through to the generic route dump (IPv4 and IPv6 routes). Both
+//! are reported as [`GwError::NotLoaded`], which names the module and the command that loads it.
+//!
 //! The kernel deletes the rule whose type, flags, modifications, filter, hop limit and interfaces
 //! all equal the request's, so a [`Rule`] is removed by sending it again. A request with both
 //! interface indexes 0 would delete every rule on the host: [`CanGw::remove`] refuses to send one.
@@ -85,6 +89,8 @@ enum GwMessage {
     Dump,
     /// A rule in a dump; `None` for a gateway type other than CAN-to-CAN.
     Listed(Option<RuleStats>),
+    /// A route of another address family: the dump was not answered by can-gw.
+    Foreign,
 }
 
 /// A can-gw payload that is not what the layout above says.
@@ -101,7 +107,7 @@ fn put_u32_attr(buffer: &mut [u8], kind: u16, value: u32) {
 impl NetlinkSerializable for GwMessage {
     fn message_type(&self) -> u16 {
         match self {
-            GwMessage::Add(_) | GwMessage::Listed(_) => RTM_NEWROUTE,
+            GwMessage::Add(_) | GwMessage::Listed(_) | GwMessage::Foreign => RTM_NEWROUTE,
             GwMessage::Remove(_) => RTM_DELROUTE,
             GwMessage::Dump => RTM_GETROUTE,
         }
@@ -110,7 +116,7 @@ impl NetlinkSerializable for GwMessage {
     fn buffer_len(&self) -> usize {
         match self {
             GwMessage::Add(_) | GwMessage::Remove(_) => RTCANMSG_LEN + 2 * U32_ATTR_LEN,
-            GwMessage::Dump => RTCANMSG_LEN,
+            GwMessage::Dump | GwMessage::Foreign => RTCANMSG_LEN,
             GwMessage::Listed(_) => RTCANMSG_LEN + 5 * U32_ATTR_LEN,
         }
     }
@@ -120,7 +126,7 @@ impl NetlinkSerializable for GwMessage {
             GwMessage::Add(rule) | GwMessage::Remove(rule) => (CGW_TYPE_CAN_CAN, Some(*rule), None),
             GwMessage::Dump => (0, None, None),
             GwMessage::Listed(Some(stats)) => (CGW_TYPE_CAN_CAN, Some(stats.rule), Some(stats)),
-            GwMessage::Listed(None) => (0, None, None),
+            GwMessage::Listed(None) | GwMessage::Foreign => (0, None, None),
         };
         buffer[0] = AF_CAN;
         buffer[1] = gwtype;
@@ -153,10 +159,11 @@ impl NetlinkDeserializable for GwMessage {
                 header.message_type
             )));
         }
-        if payload.len() < RTCANMSG_LEN || payload[0] != AF_CAN {
-            return Err(DecodeError(format!(
-                "not an AF_CAN rtcanmsg: {payload:02x?}"
-            )));
+        if payload.len() < RTCANMSG_LEN {
+            return Err(DecodeError(format!("a route of {} bytes", payload.len())));
+        }
+        if payload[0] != AF_CAN {
+            return Ok(GwMessage::Foreign);
         }
         if payload[1] != CGW_TYPE_CAN_CAN {
             return Ok(GwMessage::Listed(None));
@@ -216,7 +223,15 @@ pub enum GwError {
         "refusing to remove a rule with interface index 0: the kernel would remove every rule"
     )]
     Wildcard,
+    #[error(
+        "{op}: the kernel's CAN gateway (module can-gw) is not loaded: load it on the host with \
+         `modprobe can-gw`"
+    )]
+    NotLoaded { op: String },
 }
+
+/// EOPNOTSUPP: the kernel's answer to an AF_CAN route request when can-gw is not loaded.
+const EOPNOTSUPP: i32 = 95;
 
 impl GwError {
     /// The errno the kernel answered with, if it answered with one.
@@ -271,18 +286,17 @@ impl CanGw {
 
     /// Every CAN-to-CAN rule on the host, with its counters.
     pub fn list(&mut self) -> Result<Vec<RuleStats>, GwError> {
-        let listed = self.request(
-            GwMessage::Dump,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            "listing can-gw rules",
-        )?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|message| match message {
-                GwMessage::Listed(stats) => stats,
-                _ => None,
-            })
-            .collect())
+        let op = "listing can-gw rules";
+        let listed = self.request(GwMessage::Dump, NLM_F_REQUEST | NLM_F_DUMP, op)?;
+        let mut rules = Vec::new();
+        for message in listed {
+            match message {
+                GwMessage::Listed(stats) => rules.extend(stats),
+                GwMessage::Foreign => return Err(GwError::NotLoaded { op: op.to_owned() }),
+                _ => {}
+            }
+        }
+        Ok(rules)
     }
 
     /// Sends one request and reads until its ACK (or error), or until a dump's end.
@@ -332,6 +346,9 @@ impl CanGw {
                 match reply.payload {
                     NetlinkPayload::Error(error) => match error.code {
                         None => return Ok(received), // the ACK
+                        Some(code) if -code.get() == EOPNOTSUPP => {
+                            return Err(GwError::NotLoaded { op: op.to_owned() })
+                        }
                         Some(_) => {
                             return Err(GwError::Kernel {
                                 op: op.to_owned(),
@@ -476,7 +493,7 @@ mod tests {
     fn refuses_malformed_payloads_without_panicking() {
         for payload in [
             &[][..],
-            &[2, 1, 0, 0],                          // not AF_CAN
+            &[29, 1, 0],                            // shorter than an rtcanmsg
             &[29, 1, 0, 0, 8, 0, 9, 0, 3, 0, 0, 0], // no CGW_DST_IF
             &[29, 1, 0, 0, 9, 0, 9, 0, 3, 0, 0, 0], // attribute longer than the payload
             &[29, 1, 0, 0, 3, 0, 9, 0],             // attribute shorter than its header
@@ -488,6 +505,12 @@ mod tests {
             );
         }
         assert!(GwMessage::deserialize(&header(RTM_DELROUTE), &[29, 1, 0, 0]).is_err());
+        // A route of another family (can-gw not loaded) is reported, not refused.
+        let ipv4_route = [2, 32, 0, 0, 254, 3, 1, 0];
+        assert_eq!(
+            GwMessage::deserialize(&header(RTM_NEWROUTE), &ipv4_route).unwrap(),
+            GwMessage::Foreign
+        );
         // Another gateway type is listed as nothing, not an error.
         assert_eq!(
             GwMessage::deserialize(&header(RTM_NEWROUTE), &[29, 2, 0, 0]).unwrap(),
