@@ -5,7 +5,7 @@
 //! or links it is not named.
 
 use futures_util::TryStreamExt;
-use rtnetlink::{Handle, LinkUnspec, LinkVcan, LinkVxcan};
+use rtnetlink::{packet_route::link::LinkMessage, Handle, LinkUnspec, LinkVcan, LinkVxcan};
 
 use crate::ifname::IfName;
 
@@ -78,35 +78,28 @@ impl Links {
         })
     }
 
+    /// Sends a request to create the link `message` describes.
+    async fn create(&self, message: LinkMessage, op: &str) -> Result<(), LinkError> {
+        let request = self.handle.link().add(message).execute();
+        request.await.map_err(|source| LinkError {
+            op: op.to_owned(),
+            source,
+        })
+    }
+
     /// Creates a vcan link, down, and returns its index.
     pub async fn add_vcan(&self, name: &IfName) -> Result<u32, LinkError> {
         let op = format!("creating vcan {name}");
-        let message = LinkVcan::new(name.as_str()).build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(|source| LinkError {
-                op: op.clone(),
-                source,
-            })?;
+        self.create(LinkVcan::new(name.as_str()).build(), &op)
+            .await?;
         self.must_index(name, &op).await
     }
 
     /// Creates a vxcan pair, both ends down, and returns their indexes (`name`, `peer`).
     pub async fn add_vxcan(&self, name: &IfName, peer: &IfName) -> Result<(u32, u32), LinkError> {
         let op = format!("creating vxcan pair {name} <-> {peer}");
-        let message = LinkVxcan::new(name.as_str(), peer.as_str()).build();
-        self.handle
-            .link()
-            .add(message)
-            .execute()
-            .await
-            .map_err(|source| LinkError {
-                op: op.clone(),
-                source,
-            })?;
+        self.create(LinkVxcan::new(name.as_str(), peer.as_str()).build(), &op)
+            .await?;
         Ok((
             self.must_index(name, &op).await?,
             self.must_index(peer, &op).await?,
@@ -116,27 +109,19 @@ impl Links {
     /// Brings link `index` up.
     pub async fn set_up(&self, index: u32) -> Result<(), LinkError> {
         let message = LinkUnspec::new_with_index(index).up().build();
-        self.handle
-            .link()
-            .set(message)
-            .execute()
+        let request = self.handle.link().set(message).execute();
+        let op = || format!("bringing link {index} up");
+        request
             .await
-            .map_err(|source| LinkError {
-                op: format!("bringing link {index} up"),
-                source,
-            })
+            .map_err(|source| LinkError { op: op(), source })
     }
 
     /// Deletes link `index` (for a vxcan end, the kernel deletes its peer too).
     pub async fn delete(&self, index: u32) -> Result<(), LinkError> {
-        self.handle
-            .link()
-            .del(index)
-            .execute()
+        let request = self.handle.link().del(index).execute();
+        let op = || format!("deleting link {index}");
+        request
             .await
-            .map_err(|source| LinkError {
-                op: format!("deleting link {index}"),
-                source,
-            })
+            .map_err(|source| LinkError { op: op(), source })
     }
 }

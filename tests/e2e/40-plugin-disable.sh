@@ -22,6 +22,6 @@ step "enable again"
 mark=$(log_mark)
 docker plugin enable "$PLUGIN"
 plugin_enabled || fail "not enabled after enable"
-wait_until 30 "the startup line after enable" bash -c "tail -n +$((mark + 1)) '$VXBUS_OUT/dockerd.log' | grep -q 'ready: serving'"
+wait_logged "$mark" "ready: serving"
 expect_eq "$(plugin_call Plugin.Activate)" '{"Implements":["NetworkDriver"]}' "Plugin.Activate after enable"
 ok "disable stops the daemon cleanly; enable restarts it"

@@ -44,6 +44,12 @@ wait_until() { # SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s
 # read what was logged since, so a scenario checks the lines its own action caused.
 log_mark() { wc -l <"$VXBUS_OUT/dockerd.log"; }
 log_since() { tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log"; }
+wait_logged() { # MARK PATTERN [SECONDS]: a line matching PATTERN (grep's basic regex) is logged after MARK
+  local mark=$1 pattern=$2 seconds=${3:-30}
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  wait_until "$seconds" "a line matching '$pattern' in dockerd's log" \
+    bash -c 'tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log" | grep -q -- "$2"' _ "$mark" "$pattern"
+}
 
 plugin_enabled() { [[ $(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN") == true ]]; }
 plugin_socket() { echo "/run/docker/plugins/$(docker plugin inspect -f '{{.Id}}' "$PLUGIN")/vxbus.sock"; }
@@ -51,6 +57,13 @@ plugin_call() { # PATH [BODY]: posts to the plugin's socket as Docker would
   curl -sS --unix-socket "$(plugin_socket)" -X POST "http://plugin/$1" -d "${2:-}"
 }
 daemon_running() { pgrep -x vxbus >/dev/null; }
+expect_enable_fails() { # PLUGIN: `docker plugin enable` fails, as when the daemon refuses to start
+  local out
+  if out=$(timeout 120 docker plugin enable "$1" 2>&1); then
+    fail "docker plugin enable $1 succeeded: $out"
+  fi
+  echo "docker plugin enable failed, as it should: $out"
+}
 
 # A CAN socket is bound to IFACE (in the network namespace of PID, when given): the kernel lists
 # it in /proc/net/can/rcvlist_all. Start a listener, wait for this, then send.
