@@ -141,14 +141,18 @@ fn post(socket: &Path, path: &str, body: &str) -> (StatusCode, Value) {
     })
 }
 
-fn have_net_admin() -> bool {
-    caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN).unwrap()
+/// Whether this process has CAP_NET_ADMIN, which the daemon needs; says so when skipping.
+fn net_admin_or_skip() -> bool {
+    let have = caps::has_cap(None, CapSet::Effective, Capability::CAP_NET_ADMIN).unwrap();
+    if !have {
+        eprintln!("skipped: this test process lacks CAP_NET_ADMIN (run the tests as root)");
+    }
+    have
 }
 
 #[test]
 fn serves_the_handshake_refuses_the_rest_and_stops_cleanly_on_sigterm() {
-    if !have_net_admin() {
-        eprintln!("skipped: this test process lacks CAP_NET_ADMIN (run the tests as root)");
+    if !net_admin_or_skip() {
         return;
     }
     let mut daemon = Daemon::spawn_with(|_| {});
@@ -188,8 +192,7 @@ fn serves_the_handshake_refuses_the_rest_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn replaces_a_stale_socket_but_not_another_file() {
-    if !have_net_admin() {
-        eprintln!("skipped: this test process lacks CAP_NET_ADMIN (run the tests as root)");
+    if !net_admin_or_skip() {
         return;
     }
     // A socket file left behind by a daemon that was killed.

@@ -18,15 +18,17 @@ use vxbus::{
     ifname::IfName,
 };
 
+/// Skips the test with `why`, or fails it when VXBUS_KERNEL_TESTS=required (in the VM).
+fn skip(why: &str) {
+    let required = std::env::var("VXBUS_KERNEL_TESTS").as_deref() == Ok("required");
+    assert!(!required, "VXBUS_KERNEL_TESTS=required, but {why}");
+    eprintln!("skipped: {why}");
+}
+
 fn kernel_has_can() -> bool {
     let present = Path::new("/proc/net/can").exists();
     if !present {
-        let required = std::env::var("VXBUS_KERNEL_TESTS").as_deref() == Ok("required");
-        assert!(
-            !required,
-            "VXBUS_KERNEL_TESTS=required but this kernel has no SocketCAN loaded"
-        );
-        eprintln!("skipped: this kernel has no SocketCAN (run `make e2e`: the VM has one)");
+        skip("this kernel has no SocketCAN loaded (run `make e2e`: the VM has one)");
     }
     present
 }
@@ -228,12 +230,7 @@ fn a_missing_can_gw_module_is_reported_with_the_command_that_loads_it() {
     let unloaded = Command::new("modprobe").args(["-r", "can-gw"]).status();
     if !unloaded.is_ok_and(|status| status.success()) {
         // Built in, or in use by rules this test must not touch.
-        let required = std::env::var("VXBUS_KERNEL_TESTS").as_deref() == Ok("required");
-        assert!(
-            !required,
-            "cannot unload can-gw to test its absence (`modprobe -r can-gw`)"
-        );
-        eprintln!("skipped: can-gw cannot be unloaded here");
+        skip("can-gw cannot be unloaded here (`modprobe -r can-gw` failed)");
         return;
     }
     let _reload = ReloadCanGw;

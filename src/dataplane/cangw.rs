@@ -71,6 +71,12 @@ pub struct Rule {
     pub flags: u16,
 }
 
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {} (flags {:#x})", self.src, self.dst, self.flags)
+    }
+}
+
 /// A rule as the kernel lists it, with its frame counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleStats {
@@ -97,6 +103,23 @@ enum GwMessage {
 #[derive(Debug, thiserror::Error)]
 #[error("malformed can-gw message: {0}")]
 pub struct DecodeError(String);
+
+/// Netlink pads messages and attributes to 4 bytes (NLMSG_ALIGN, NLA_ALIGN).
+fn align4(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// A whole netlink request: header (length filled in) and payload.
+fn encode(message: GwMessage, flags: u16, sequence: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = sequence;
+    let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
+    message.finalize();
+    let mut bytes = vec![0; message.buffer_len()];
+    message.serialize(&mut bytes);
+    bytes
+}
 
 fn put_u32_attr(buffer: &mut [u8], kind: u16, value: u32) {
     buffer[0..2].copy_from_slice(&(U32_ATTR_LEN as u16).to_ne_bytes());
@@ -193,7 +216,7 @@ impl NetlinkDeserializable for GwMessage {
                 CGW_DELETED => deleted = as_u32()?,
                 _ => {} // filters, modifications, hop limits: vxbus makes none and reads none
             }
-            rest = &rest[(len + 3) & !3..];
+            rest = &rest[align4(len)..];
         }
         let (Some(src), Some(dst)) = (src, dst) else {
             return Err(DecodeError(
@@ -263,10 +286,7 @@ impl CanGw {
 
     /// Adds `rule`. Needs CAP_NET_ADMIN and the `can-gw` module.
     pub fn add(&mut self, rule: Rule) -> Result<(), GwError> {
-        let op = format!(
-            "adding can-gw rule {} -> {} (flags {:#x})",
-            rule.src, rule.dst, rule.flags
-        );
+        let op = format!("adding can-gw rule {rule}");
         self.request(GwMessage::Add(rule), NLM_F_REQUEST | NLM_F_ACK, &op)
             .map(drop)
     }
@@ -276,10 +296,7 @@ impl CanGw {
         if rule.src == 0 || rule.dst == 0 {
             return Err(GwError::Wildcard);
         }
-        let op = format!(
-            "removing can-gw rule {} -> {} (flags {:#x})",
-            rule.src, rule.dst, rule.flags
-        );
+        let op = format!("removing can-gw rule {rule}");
         self.request(GwMessage::Remove(rule), NLM_F_REQUEST | NLM_F_ACK, &op)
             .map(drop)
     }
@@ -311,13 +328,7 @@ impl CanGw {
             source,
         };
         self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.sequence;
-        let mut request = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        request.finalize();
-        let mut bytes = vec![0; request.buffer_len()];
-        request.serialize(&mut bytes);
+        let bytes = encode(message, flags, self.sequence);
         self.socket.send(&bytes, 0).map_err(io_error)?;
 
         let mut received = Vec::new();
@@ -339,7 +350,7 @@ impl CanGw {
                         source: DecodeError("a netlink message of length 0".into()),
                     });
                 }
-                at += (length + 3) & !3;
+                at += align4(length);
                 if reply.header.sequence_number != self.sequence {
                     continue; // an answer to an earlier request that gave up
                 }
@@ -369,17 +380,6 @@ impl CanGw {
 #[cfg(all(test, target_endian = "little"))]
 mod tests {
     use super::*;
-
-    fn encode(message: GwMessage, flags: u16, sequence: u32) -> Vec<u8> {
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = sequence;
-        let mut message = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        message.finalize();
-        let mut bytes = vec![0; message.buffer_len()];
-        message.serialize(&mut bytes);
-        bytes
-    }
 
     #[test]
     fn an_add_request_is_the_bytes_of_the_kernel_layout() {
