@@ -13,15 +13,11 @@ ip link set smoke-vxa up
 ip link set smoke-vxb up
 cangw -A -s smoke-vxa -d smoke-vcan -e
 cangw -A -s smoke-vxa -d smoke-vcan -e -X
-dump=$(mktemp)
-candump -n 2 -T 20000 smoke-vcan >"$dump" &
-listener=$!
-wait_until 20 "candump bound on smoke-vcan" can_listener_on smoke-vcan
+candump_start smoke-vcan 2
 cansend smoke-vxb 123#DEADBEEF
 cansend smoke-vxb '456##1.000102030405060708090A0B'
-wait "$listener" || fail "candump on smoke-vcan ended with an error: $(cat "$dump")"
-frames=$(cat "$dump")
-echo "$frames"
+candump_expect 2
+frames=$(cat "$CAN_DUMP")
 expect_contains "$frames" "smoke-vcan  123   [4]  DE AD BE EF" "classic frame routed by can-gw"
 expect_contains "$frames" "smoke-vcan  456  [12]  00 01 02 03 04 05 06 07 08 09 0A 0B" "FD frame routed by can-gw"
 rules=$(cangw -L || true) # can-utils 2020.11 exits non-zero after listing
@@ -36,16 +32,12 @@ pid=$(container_pid smoke)
 ip link add smoke-vxh type vxcan peer name smoke-vxc netns "$pid"
 ip link set smoke-vxh up
 nsenter -t "$pid" -n ip link set smoke-vxc up
-docker exec smoke candump -n 1 -T 20000 smoke-vxc >"$dump" &
-listener=$!
-wait_until 30 "candump bound in the container" can_listener_on smoke-vxc "$pid"
+candump_start smoke-vxc 1 smoke
 cansend smoke-vxh 7FF#0102
-wait "$listener" || fail "candump in the container ended with an error: $(cat "$dump")"
-expect_contains "$(cat "$dump")" "smoke-vxc  7FF   [2]  01 02" "host to container"
-candump -n 1 -T 20000 smoke-vxh >"$dump" &
-listener=$!
-wait_until 20 "candump bound on smoke-vxh" can_listener_on smoke-vxh
+candump_expect 1
+expect_contains "$(cat "$CAN_DUMP")" "smoke-vxc  7FF   [2]  01 02" "host to container"
+candump_start smoke-vxh 1
 docker exec smoke cansend smoke-vxc 010#CAFE
-wait "$listener" || fail "candump on the host ended with an error: $(cat "$dump")"
-expect_contains "$(cat "$dump")" "smoke-vxh  010   [2]  CA FE" "container to host"
+candump_expect 1
+expect_contains "$(cat "$CAN_DUMP")" "smoke-vxh  010   [2]  CA FE" "container to host"
 ok "vxcan crosses network namespaces; the test image's candump and cansend work"

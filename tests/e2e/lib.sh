@@ -74,3 +74,25 @@ can_listener_on() { # IFACE [PID]
   "${read[@]}" | grep -Eq "^[[:space:]]+$iface[[:space:]]+[0-9A-Fa-f]+[[:space:]]"
 }
 container_pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
+
+# candump_start IFACE COUNT [CONTAINER]: candump on IFACE (inside CONTAINER when given) until COUNT
+# frames, each printed as it arrives and kept in $CAN_DUMP; returns once the socket is bound.
+candump_start() {
+  local iface=$1 count=$2 container=${3:-} pid="" bound=20
+  local run=(candump -t z -n "$count" -T 20000 "$iface")
+  if [[ -n $container ]]; then
+    run=(docker exec "$container" "${run[@]}") pid=$(container_pid "$container") bound=30
+  fi
+  CAN_DUMP=$(mktemp)
+  "${run[@]}" > >(tee "$CAN_DUMP" | sed -u "s/^/  ${container:-host} received: /") &
+  CAN_LISTENER=$!
+  wait_until "$bound" "candump bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+}
+# candump_expect COUNT: the listener ended without error, having received exactly COUNT frames.
+candump_expect() {
+  wait "$CAN_LISTENER" || fail "candump ended with an error: $(cat "$CAN_DUMP")"
+  sleep 0.2 # let the printer drain
+  local got
+  got=$(grep -c . "$CAN_DUMP")
+  ((got == $1)) || fail "candump received $got frames, not $1:"$'\n'"$(cat "$CAN_DUMP")"
+}

@@ -8,18 +8,6 @@ source "$VXBUS_REPO/tests/e2e/lib.sh"
 
 banner() { printf '\n=== %s\n' "$*"; }
 on_exit 'docker rm -f ecu-a ecu-b; ip link del demo-a; ip link del demo-b; cangw -F'
-dump=$(mktemp)
-
-listen() { # ECU COUNT: candump in ECU until COUNT frames, printing each as it arrives
-  docker exec "ecu-$1" candump -t z -n "$2" -T 30000 ecu0 > >(tee "$dump" | sed -u "s/^/  ecu-$1 received: /") &
-  listener=$!
-  wait_until 30 "candump bound in ecu-$1" can_listener_on ecu0 "$(container_pid "ecu-$1")"
-}
-received() { # ECU COUNT: the listener ended and saw COUNT frames
-  wait "$listener" || fail "candump in ecu-$1 failed"
-  sleep 0.2 # let the printer drain
-  (($(grep -c . "$dump") == $2)) || fail "ecu-$1 received $(grep -c . "$dump") frames, not $2"
-}
 
 banner "1. vxbus is installed as a managed Docker plugin"
 docker plugin ls
@@ -50,7 +38,7 @@ done
 cangw -L 2>/dev/null || true
 
 banner "4. ecu-a sends; ecu-b's candump prints each frame as it arrives"
-listen b 7
+candump_start ecu0 7 ecu-b
 for i in 1 2 3 4 5; do
   frame="123#0$i.11.22.33.44.55.66.77"
   echo "  ecu-a sends:    $frame"
@@ -61,12 +49,12 @@ echo "  ecu-a sends:    1A0##1.00112233445566778899AABBCCDDEEFF (CAN FD, 16 byte
 docker exec ecu-a cansend ecu0 '1A0##1.00112233445566778899AABBCCDDEEFF'
 echo "  ecu-a sends:    7DF#02010C (a classic OBD request)"
 docker exec ecu-a cansend ecu0 '7DF#02010C'
-received b 7
+candump_expect 7
 
 banner "5. and back: ecu-b answers, ecu-a prints it"
-listen a 1
+candump_start ecu0 1 ecu-a
 echo "  ecu-b sends:    7E8#04410C1AF8"
 docker exec ecu-b cansend ecu0 '7E8#04410C1AF8'
-received a 1
+candump_expect 1
 cangw -L 2>/dev/null || true
 banner "done: the frames crossed between containers in the kernel (vxcan + can-gw)"
