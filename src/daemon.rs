@@ -2,9 +2,9 @@
 //! signal asks it to stop, then finish in-flight calls and remove the socket.
 //!
 //! Owns: the listening socket file, the directories named in [`Settings`], and shutdown.
-//! Must not touch: the protocol's details (the `docker` module) or the kernel.
+//! Must not touch: the protocol's details (the `docker` module) or the kernel (the driver).
 
-use std::{future::Future, io, path::Path, time::Duration};
+use std::{future::Future, io, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use tokio::{
@@ -13,7 +13,7 @@ use tokio::{
     sync::watch,
 };
 
-use crate::{docker, settings::Settings, VERSION};
+use crate::{docker, driver::Driver, settings::Settings, state::StateFile, VERSION};
 
 /// How long in-flight calls may take to finish once shutdown begins. Docker waits longer than
 /// this before it kills a plugin it is disabling.
@@ -46,6 +46,11 @@ pub async fn serve(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the {what} {}", dir.display()))?;
     }
+    // The state is reconciled with the kernel before Docker can call: a call after a restart
+    // sees the buses as they were left.
+    let driver = Driver::start(StateFile::in_dir(&settings.state_dir))
+        .await
+        .context("starting the network driver")?;
     let listener = bind(&settings.socket)?;
     tracing::info!(
         "vxbus {VERSION} ready: serving Docker's network driver protocol on {} \
@@ -56,10 +61,12 @@ pub async fn serve(
     );
 
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let server = axum::serve(listener, docker::router()).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stopping_tx.send(true);
-    });
+    let server = axum::serve(listener, docker::router(Arc::new(driver))).with_graceful_shutdown(
+        async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        },
+    );
     let grace_expired = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

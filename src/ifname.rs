@@ -9,8 +9,12 @@ use std::{fmt, str::FromStr};
 /// The kernel's limit, IFNAMSIZ (16) less the terminating NUL.
 pub const MAX_LEN: usize = 15;
 
-/// A valid interface name. Constructed only through [`FromStr`], so holding one proves it valid.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A valid interface name. Constructed only through [`FromStr`] (serde goes through it too), so
+/// holding one proves it valid.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct IfName(String);
 
 /// Why a string is not a valid interface name.
@@ -55,6 +59,21 @@ impl FromStr for IfName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         check(s, MAX_LEN)?;
         Ok(IfName(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for IfName {
+    type Error = IfNameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        check(&s, MAX_LEN)?;
+        Ok(IfName(s))
+    }
+}
+
+impl From<IfName> for String {
+    fn from(name: IfName) -> String {
+        name.0
     }
 }
 

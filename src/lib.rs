@@ -10,14 +10,18 @@
 //! - [`bus`]: the network options of `docker network create`, validated into a bus spec.
 //! - [`ifname`]: interface names as the kernel accepts them.
 //! - [`dataplane`]: vcan/vxcan links and can-gw rules, over netlink.
+//! - [`driver`]: networks and endpoints: Docker's calls applied to the data plane and the state.
+//! - [`state`]: the driver's record on disk, so restarts find what it made.
 
 pub mod bus;
 pub mod daemon;
 pub mod dataplane;
 pub mod docker;
+pub mod driver;
 pub mod ifname;
 pub mod privileges;
 pub mod settings;
+pub mod state;
 
 /// This build's version, as written in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

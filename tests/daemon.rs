@@ -164,11 +164,14 @@ fn serves_the_handshake_refuses_the_rest_and_stops_cleanly_on_sigterm() {
         (StatusCode::OK, json!({"Implements": ["NetworkDriver"]}))
     );
 
-    let create = r#"{"NetworkID":"abc","Options":{"com.docker.network.generic":{"device":"ecu"}}}"#;
+    let create = r#"{"NetworkID":"abc","Options":{"com.docker.network.generic":{"type":"j1939"}}}"#;
     let (status, body) = post(&daemon.socket(), "/NetworkDriver.CreateNetwork", create);
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let err = body["Err"].as_str().unwrap();
-    assert!(err.starts_with("not implemented yet in vxbus"), "{err}");
+    assert!(
+        err.starts_with("option `type`: `j1939` is not allowed"),
+        "{err}"
+    );
 
     // The directories the later modules use exist once the daemon is ready.
     assert!(daemon.dir.path().join("state").is_dir());
@@ -186,8 +189,20 @@ fn serves_the_handshake_refuses_the_rest_and_stops_cleanly_on_sigterm() {
     ] {
         assert!(log.contains(line), "no `{line}` in the log:\n{log}");
     }
-    // The request body of a refused call is logged for debugging.
-    assert!(log.contains("refused NetworkDriver.CreateNetwork"), "{log}");
+    // A refused call is logged with what it was about.
+    assert!(
+        log.contains("CreateNetwork of network abc refused: option `type`"),
+        "{log}"
+    );
+    // A kernel without CAN (this test's usual host) is named at start, with the fix.
+    if !std::path::Path::new("/proc/net/can").exists() {
+        assert!(
+            log.contains("not loaded; load them on the host with `modprobe -a"),
+            "{log}"
+        );
+    }
+    // The state file is written at start, after reconciling.
+    assert!(daemon.dir.path().join("state/state.json").is_file());
 }
 
 #[test]

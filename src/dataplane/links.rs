@@ -5,12 +5,82 @@
 //! or links it is not named.
 
 use futures_util::TryStreamExt;
-use rtnetlink::{packet_route::link::LinkMessage, Handle, LinkUnspec, LinkVcan, LinkVxcan};
+use rtnetlink::{
+    packet_route::link::{
+        InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    },
+    Handle, LinkCan, LinkMessageBuilder, LinkUnspec, LinkVcan, LinkVxcan,
+};
 
 use crate::ifname::IfName;
 
 /// ENODEV: the kernel's answer when a link does not exist.
 const ENODEV: i32 = 19;
+/// EOPNOTSUPP: the kernel's answer to a link kind it does not know ("Unknown device type"),
+/// which is what a missing vcan or vxcan module looks like.
+pub const EOPNOTSUPP: i32 = 95;
+
+/// The MTU of a CAN interface that carries classic frames only (CAN_MTU).
+pub const CAN_MTU: u32 = 16;
+/// The MTU of a CAN interface that carries CAN FD frames too (CANFD_MTU).
+pub const CANFD_MTU: u32 = 72;
+
+/// A link as the kernel lists it: what vxbus needs to know to use or clean it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// The rtnetlink kind (`vcan`, `vxcan`, `can` for a controller driven by can-dev, ...);
+    /// `None` for a link that reports none.
+    pub kind: Option<String>,
+    /// Whether it is a CAN interface (link type ARPHRD_CAN).
+    pub is_can: bool,
+    pub up: bool,
+    pub mtu: u32,
+}
+
+impl Link {
+    fn from_message(message: &LinkMessage) -> Link {
+        let mut link = Link {
+            index: message.header.index,
+            name: String::new(),
+            kind: None,
+            is_can: message.header.link_layer_type == LinkLayerType::Can,
+            up: message.header.flags.contains(LinkFlags::Up),
+            mtu: 0,
+        };
+        for attribute in &message.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => link.name = name.clone(),
+                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.kind = Some(kind.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+
+    /// Whether it is a CAN controller driven by the kernel's can-dev (a physical `can0`, an
+    /// `slcan0`): the kind of link whose bit rates can be set.
+    pub fn is_can_controller(&self) -> bool {
+        self.is_can && self.kind.as_deref() == Some("can")
+    }
+}
+
+/// Bit timing for a CAN controller (`ip link set DEV type can bitrate .. dbitrate .. fd on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanTiming {
+    pub bitrate: Option<u32>,
+    pub data_bitrate: Option<u32>,
+    /// Turn CAN FD mode on (or off) with the bit rates.
+    pub fd: Option<bool>,
+}
 
 /// A link request the kernel refused, or that could not reach it.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +117,11 @@ impl Links {
 
     /// The index of the link named `name`, or `None` if there is none.
     pub async fn index(&self, name: &IfName) -> Result<Option<u32>, LinkError> {
+        Ok(self.get(name).await?.map(|link| link.index))
+    }
+
+    /// The link named `name`, or `None` if there is none.
+    pub async fn get(&self, name: &IfName) -> Result<Option<Link>, LinkError> {
         let found = self
             .handle
             .link()
@@ -56,7 +131,7 @@ impl Links {
             .try_next()
             .await;
         match found {
-            Ok(link) => Ok(link.map(|link| link.header.index)),
+            Ok(message) => Ok(message.as_ref().map(Link::from_message)),
             Err(source) => {
                 let error = LinkError {
                     op: format!("looking up link {name}"),
@@ -69,6 +144,22 @@ impl Links {
                 }
             }
         }
+    }
+
+    /// Every link in the namespace.
+    pub async fn list(&self) -> Result<Vec<Link>, LinkError> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| LinkError {
+                op: "listing links".to_owned(),
+                source,
+            })?;
+        Ok(messages.iter().map(Link::from_message).collect())
     }
 
     async fn must_index(&self, name: &IfName, op: &str) -> Result<u32, LinkError> {
@@ -106,22 +197,87 @@ impl Links {
         ))
     }
 
+    /// Sends a request to change link settings (RTM_SETLINK).
+    async fn set(&self, message: LinkMessage, op: String) -> Result<(), LinkError> {
+        let request = self.handle.link().set(message).execute();
+        request.await.map_err(|source| LinkError { op, source })
+    }
+
     /// Brings link `index` up.
     pub async fn set_up(&self, index: u32) -> Result<(), LinkError> {
         let message = LinkUnspec::new_with_index(index).up().build();
-        let request = self.handle.link().set(message).execute();
-        let op = || format!("bringing link {index} up");
-        request
-            .await
-            .map_err(|source| LinkError { op: op(), source })
+        self.set(message, format!("bringing link {index} up")).await
     }
 
-    /// Deletes link `index` (for a vxcan end, the kernel deletes its peer too).
+    /// Brings link `index` down.
+    pub async fn set_down(&self, index: u32) -> Result<(), LinkError> {
+        let message = LinkUnspec::new_with_index(index).down().build();
+        self.set(message, format!("bringing link {index} down"))
+            .await
+    }
+
+    /// Sets link `index`'s MTU ([`CAN_MTU`] or [`CANFD_MTU`] for a CAN interface).
+    pub async fn set_mtu(&self, index: u32, mtu: u32) -> Result<(), LinkError> {
+        let message = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.set(message, format!("setting link {index}'s MTU to {mtu}"))
+            .await
+    }
+
+    /// Sets link `index`'s transmit queue length.
+    pub async fn set_txqueuelen(&self, index: u32, len: u32) -> Result<(), LinkError> {
+        let message = LinkUnspec::new_with_index(index).txqueuelen(len).build();
+        self.set(
+            message,
+            format!("setting link {index}'s txqueuelen to {len}"),
+        )
+        .await
+    }
+
+    /// Sets the bit timing of CAN controller `index`, which must be down (the kernel refuses
+    /// with EBUSY otherwise). An RTM_NEWLINK with kind `can` on an existing link, as
+    /// `ip link set DEV type can ...` sends.
+    pub async fn set_can_timing(&self, index: u32, timing: CanTiming) -> Result<(), LinkError> {
+        use rtnetlink::packet_route::link::{CanBitTiming, CanCtrlModeFlags};
+        let mut builder =
+            LinkMessageBuilder::<LinkCan>::new_with_info_kind(InfoKind::Can).index(index);
+        if let Some(bitrate) = timing.bitrate {
+            builder = builder.bit_timing(CanBitTiming::new(bitrate));
+        }
+        if let Some(bitrate) = timing.data_bitrate {
+            builder = builder.data_bit_timing(CanBitTiming::new(bitrate));
+        }
+        if let Some(fd) = timing.fd {
+            let flags = if fd {
+                CanCtrlModeFlags::Fd
+            } else {
+                CanCtrlModeFlags::empty()
+            };
+            builder = builder.ctrl_mode(CanCtrlModeFlags::Fd, flags);
+        }
+        let request = self.handle.link().change(builder.build()).execute();
+        request.await.map_err(|source| LinkError {
+            op: format!("setting CAN bit timing {timing:?} on link {index}"),
+            source,
+        })
+    }
+
+    /// Deletes link `index` (for a vxcan end, the kernel deletes its peer too). A link that is
+    /// already gone is not an error: deleting is how cleanup ends either way.
     pub async fn delete(&self, index: u32) -> Result<(), LinkError> {
         let request = self.handle.link().del(index).execute();
-        let op = || format!("deleting link {index}");
-        request
-            .await
-            .map_err(|source| LinkError { op: op(), source })
+        match request.await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let error = LinkError {
+                    op: format!("deleting link {index}"),
+                    source,
+                };
+                if error.errno() == Some(ENODEV) {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+        }
     }
 }

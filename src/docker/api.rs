@@ -56,3 +56,52 @@ impl CreateNetworkRequest {
         self.options.as_ref()?.get(GENERIC_OPTIONS)?.as_object()
     }
 }
+
+/// The IDs in the body of every endpoint call (CreateEndpoint, Join, Leave, DeleteEndpoint,
+/// EndpointOperInfo). Their other fields (Docker's IPAM addresses, the sandbox key, options)
+/// mean nothing to a CAN bus and are ignored.
+#[derive(Debug, Deserialize)]
+pub struct EndpointRequest {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+}
+
+/// The body of DeleteNetwork (and of the calls that name only a network).
+#[derive(Debug, Deserialize)]
+pub struct NetworkRequest {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+}
+
+/// An answer with nothing to say: `{}`. CreateEndpoint answers it too: Docker assigned the
+/// endpoint's addresses itself, and a driver that answers an `Interface` then is refused.
+#[derive(Debug, Serialize)]
+pub struct EmptyResponse {}
+
+/// The interface Join hands Docker: Docker moves `SrcName` into the container's namespace and
+/// names it `DstPrefix` followed by the lowest free index.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InterfaceName {
+    pub src_name: String,
+    pub dst_prefix: String,
+}
+
+/// Answer to Join.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JoinResponse {
+    pub interface_name: InterfaceName,
+    /// Always true: a CAN bus offers no IP gateway, and without this Docker gives a container
+    /// whose networks offer none a `docker_gwbridge` veth (IP connectivity nobody asked for).
+    pub disable_gateway_service: bool,
+}
+
+/// Answer to EndpointOperInfo.
+#[derive(Debug, Serialize)]
+pub struct EndpointInfoResponse {
+    #[serde(rename = "Value")]
+    pub value: std::collections::BTreeMap<&'static str, String>,
+}

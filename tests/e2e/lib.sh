@@ -96,3 +96,78 @@ candump_expect() {
   got=$(grep -c . "$CAN_DUMP")
   ((got == $1)) || fail "candump received $got frames, not $1:"$'\n'"$(cat "$CAN_DUMP")"
 }
+
+# listen NAME IFACE [CONTAINER]: records every frame on IFACE (inside CONTAINER when given), in
+# candump's log format, until 10 s pass without one; returns once its socket is bound. Several
+# listeners may run at once; `heard NAME` collects one.
+declare -A _listeners=()
+_dumps=$(mktemp -d)
+listen() {
+  local name=$1 iface=$2 container=${3:-} pid="" bound=20
+  local run=(candump -L -T 10000 "$iface")
+  if [[ -n $container ]]; then
+    run=(docker exec "$container" "${run[@]}") pid=$(container_pid "$container") bound=30
+  fi
+  "${run[@]}" >"$_dumps/$name" 2>&1 &
+  _listeners[$name]=$!
+  wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+}
+# heard NAME: waits for listener NAME to end and prints the frames it got (ID#DATA), in order.
+heard() {
+  wait "${_listeners[$1]}" || fail "candump ($1) ended with an error: $(cat "$_dumps/$1")"
+  awk '{print $3}' "$_dumps/$1"
+}
+# expect_frames NAME EXPECTED: listener NAME got exactly the frames EXPECTED (one per line): each
+# once, in this order, data intact.
+expect_frames() {
+  local got
+  got=$(heard "$1")
+  if [[ $got != "$2" ]]; then
+    diff <(echo "$2") <(echo "$got") | head -20 >&2 || true
+    fail "$1 did not get exactly the frames sent (diff: expected < > got): $(grep -c . <<<"$got") frames"
+  fi
+  echo "ok: $1 got all $(grep -c . <<<"$got") frames once each, in order"
+}
+
+# The frames a sender script emits: `frames N` prints N classic frames 123#iiii and N FD frames
+# 1A0##0 with 16 bytes of i, as candump -L prints them; `send_frames N IFACE` is a busybox sh
+# script that sends them on IFACE (run it with docker exec ... sh -c, or on the host with sh -c).
+frames() {
+  local i
+  for ((i = 0; i < $1; i++)); do printf '123#%02X%02X\n' "$i" "$i"; done
+  for ((i = 0; i < ${2:-0}; i++)); do printf '1A0##0%s\n' "$(printf '%02X' $(for _ in $(seq 16); do echo "$i"; done))"; done
+}
+send_frames() { # CLASSIC FD IFACE: prints a sh script that sends `frames CLASSIC FD` on IFACE
+  echo "for f in $(frames "$1" "$2" | tr '\n' ' '); do cansend $3 \$f || exit 1; done"
+}
+
+# What vxbus owns in the kernel and on disk, to prove nothing is left behind.
+vxbus_links() { ip -o link show | grep -oE 'vxb[hc][0-9a-f]{10}' | sort -u || true; }
+gw_rules() { cangw -L 2>/dev/null | grep '^cangw -A' || true; } # can-utils 2020.11 exits non-zero
+state_summary() { # networks and endpoints in vxbus's state file
+  python3 -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print(len(s["networks"]), "network(s),", sum(len(n["endpoints"]) for n in s["networks"].values()), "endpoint(s)")' \
+    /var/lib/vxbus/state.json
+}
+expect_nothing_left() { # WHAT: no vxcan pairs, gateway rules or state entries of vxbus remain
+  expect_eq "$(vxbus_links)" "" "vxcan links left after $1"
+  expect_eq "$(gw_rules)" "" "gateway rules left after $1"
+  expect_eq "$(state_summary)" "0 network(s), 0 endpoint(s)" "state entries after $1"
+  ok "nothing left after $1"
+}
+host_snapshot() { # every link on the host, every gateway rule, vxbus's state summary
+  ip -o link show | awk -F': ' '{print $2}'
+  gw_rules
+  state_summary
+}
+# The interfaces in CONTAINER's network namespace, by name, space-separated.
+container_links() {
+  nsenter -t "$(container_pid "$1")" -n ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | xargs
+}
+
+source "$VXBUS_REPO/tests/vm/dockerd.sh"
+restart_dockerd() { # stops dockerd cleanly and starts it again, as `systemctl restart docker` does
+  stop_dockerd || fail "dockerd did not stop within 60 s"
+  start_dockerd || fail "dockerd did not answer within 120 s after a restart"
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The plugin is disabled (forced) and enabled, and dockerd restarts, while containers run on a
+# bus: the bus keeps working, new containers join, and vxbus's state matches the kernel.
+# What Docker re-sends (or not) after each is in ARCHITECTURE.md; the log lines checked here are
+# how vxbus reports what it found.
+source "$(dirname "$0")/lib.sh"
+
+on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
+
+docker network create -d "$PLUGIN" -o device=can -o host_device=rhost rbus >/dev/null
+docker run -d --name r-a --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
+docker run -d --name r-b --network rbus --restart always "$TEST_IMAGE" sleep 3600 >/dev/null
+
+step "plugin disable -f while containers run: the bus keeps working (it is in the kernel)"
+docker plugin disable -f "$PLUGIN" >/dev/null
+daemon_running && fail "the daemon still runs after disable"
+listen b can0 r-b
+docker exec r-a sh -c "$(send_frames 5 1 can0)"
+expect_frames b "$(frames 5 1)"
+
+step "plugin enable: the state is reconciled, nothing is changed, new containers join"
+mark=$(log_mark)
+docker plugin enable "$PLUGIN" >/dev/null
+wait_logged "$mark" "state reconciled with the kernel: 1 network(s), 2 endpoint(s); 0 endpoint(s) forgotten, 0 orphan link(s) deleted, 0 rule(s) added, 0 removed"
+docker run -d --name r-c --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
+listen a can0 r-a
+listen b can0 r-b
+listen host rhost
+docker exec r-c sh -c "$(send_frames 5 1 can0)"
+for l in a b host; do expect_frames "$l" "$(frames 5 1)"; done
+
+step "a container removed while the plugin is disabled is forgotten at enable"
+docker plugin disable -f "$PLUGIN" >/dev/null
+docker rm -f r-c >/dev/null
+mark=$(log_mark)
+docker plugin enable "$PLUGIN" >/dev/null
+wait_logged "$mark" "state reconciled with the kernel: 1 network(s), 2 endpoint(s); 1 endpoint(s) forgotten"
+expect_eq "$(state_summary)" "1 network(s), 2 endpoint(s)" "state after the forgotten endpoint"
+expect_eq "$(gw_rules | wc -l)" 12 "gateway rules for two members and the host device"
+
+step "dockerd restarts: containers with a restart policy come back on the bus"
+restart_dockerd
+wait_until 60 "r-b running again" bash -c '[[ $(docker inspect -f "{{.State.Running}}" r-b) == true ]]'
+wait_until 60 "plugin enabled again" plugin_enabled
+expect_eq "$(docker inspect -f '{{.State.Running}}' r-a)" false "r-a (no restart policy) after the restart"
+expect_eq "$(container_links r-b)" "can0 lo" "r-b's interfaces after the restart"
+docker start r-a >/dev/null
+docker run -d --name r-d --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
+listen b can0 r-b
+listen d can0 r-d
+listen host rhost
+docker exec r-a sh -c "$(send_frames 5 1 can0)"
+for l in b d host; do expect_frames "$l" "$(frames 5 1)"; done
+expect_eq "$(state_summary)" "1 network(s), 3 endpoint(s)" "state after the restart"
+expect_eq "$(gw_rules | wc -l)" 24 "gateway rules for three members and the host device"
+
+step "cleanup leaves nothing"
+docker rm -f r-a r-b r-d >/dev/null
+docker network rm rbus >/dev/null
+expect_nothing_left "the restarts"
