@@ -12,7 +12,7 @@ BIN         := target/release/vxbus
 # e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
 SCENARIOS   ?=
 
-.PHONY: help deps build unit plugin-dir plugin push e2e test demo vm-shell clean
+.PHONY: help deps build unit plugin-dir plugin push e2e test demo soak bench vm-shell clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -58,6 +58,16 @@ demo: ## the main job: containers exchanging CAN frames over a vxbus network, in
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory plugin-dir
 	tests/vm/run demo
+
+soak: ## create/attach 3 containers/send/remove, $(CYCLES) times (default 100), in the VM; prints counts
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory plugin-dir
+	VXBUS_SOAK_CYCLES=$(or $(CYCLES),100) VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),7200) tests/vm/run soak
+
+bench: ## throughput, latency, loss and attach time, vxbus vs a bare vxcan pair, in the VM; prints a table
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory plugin-dir
+	VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),3600) tests/vm/run bench
 
 vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the plugin ready
 	tests/vm/run shell

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 on_exit 'modprobe -a vxcan can-gw; docker plugin enable "$PLUGIN"; docker network rm kbus'
 
 step "unload can-gw and vxcan (no bus exists, so nothing uses them)"
-docker plugin disable "$PLUGIN" >/dev/null
+docker plugin disable -f "$PLUGIN" >/dev/null
 modprobe -r can-gw vxcan || fail "cannot unload can-gw and vxcan"
 mark=$(log_mark)
 docker plugin enable "$PLUGIN" >/dev/null

@@ -98,24 +98,34 @@ candump_expect() {
 }
 
 # listen NAME IFACE [CONTAINER]: records every frame on IFACE (inside CONTAINER when given), in
-# candump's log format, until 10 s pass without one; returns once its socket is bound. Several
-# listeners may run at once; `heard NAME` collects one.
-declare -A _listeners=()
-_dumps=$(mktemp -d)
+# candump's log format; returns once its socket is bound. Several listeners may run at once;
+# `heard NAME` ends one once no frame has come for 3 s and prints what it got.
+_dumps=$(mktemp -d) _listeners=0
 listen() {
   local name=$1 iface=$2 container=${3:-} pid="" bound=20
-  local run=(candump -L -T 10000 "$iface")
+  # candump's -T (give up after this many ms without a frame) is a safety net of ten minutes and
+  # differs per listener, so `heard` can find the process (in the container too) and stop it.
+  _listeners=$((_listeners + 1))
+  local tag="candump -L -T $((600000 + _listeners)) $iface"
+  local run=($tag)
   if [[ -n $container ]]; then
     run=(docker exec "$container" "${run[@]}") pid=$(container_pid "$container") bound=30
   fi
-  "${run[@]}" >"$_dumps/$name" 2>&1 &
-  _listeners[$name]=$!
+  rm -f "$_dumps/$name" "$_dumps/$name.done"
+  echo "$tag" >"$_dumps/$name.tag"
+  { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
   wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
 }
-# heard NAME: waits for listener NAME to end and prints the frames it got (ID#DATA), in order.
+# heard NAME: once listener NAME has had no frame for 3 s (and at least 1 s after this call, for
+# frames still on their way), stops it and prints the frames it got (ID#DATA), in order. Call it
+# after the sender is done; listeners collected one after another share their quiet time.
 heard() {
-  wait "${_listeners[$1]}" || fail "candump ($1) ended with an error: $(cat "$_dumps/$1")"
-  awk '{print $3}' "$_dumps/$1"
+  local file=$_dumps/$1
+  sleep 1
+  while (($(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.5; done
+  pkill -f -- "$(cat "$file.tag")" || true
+  wait_until 30 "candump ($1) to end" test -e "$file.done"
+  awk '{print $3}' "$file"
 }
 # expect_frames NAME EXPECTED: listener NAME got exactly the frames EXPECTED (one per line): each
 # once, in this order, data intact.
@@ -123,19 +133,22 @@ expect_frames() {
   local got
   got=$(heard "$1")
   if [[ $got != "$2" ]]; then
+    echo "candump ($1) printed:" >&2
+    head -20 "$_dumps/$1" >&2
     diff <(echo "$2") <(echo "$got") | head -20 >&2 || true
     fail "$1 did not get exactly the frames sent (diff: expected < > got): $(grep -c . <<<"$got") frames"
   fi
   echo "ok: $1 got all $(grep -c . <<<"$got") frames once each, in order"
 }
 
-# The frames a sender script emits: `frames N` prints N classic frames 123#iiii and N FD frames
-# 1A0##0 with 16 bytes of i, as candump -L prints them; `send_frames N IFACE` is a busybox sh
+# The frames a sender script emits: `frames N M` prints N classic frames 123#iiii and M FD frames
+# 1A0##4 (flags: FDF, which the kernel sets on every FD frame) with 16 bytes of i, as candump -L
+# prints them; `send_frames N IFACE` is a busybox sh
 # script that sends them on IFACE (run it with docker exec ... sh -c, or on the host with sh -c).
 frames() {
   local i
   for ((i = 0; i < $1; i++)); do printf '123#%02X%02X\n' "$i" "$i"; done
-  for ((i = 0; i < ${2:-0}; i++)); do printf '1A0##0%s\n' "$(printf '%02X' $(for _ in $(seq 16); do echo "$i"; done))"; done
+  for ((i = 0; i < ${2:-0}; i++)); do printf '1A0##4%s\n' "$(printf '%02X' $(for _ in $(seq 16); do echo "$i"; done))"; done
 }
 send_frames() { # CLASSIC FD IFACE: prints a sh script that sends `frames CLASSIC FD` on IFACE
   echo "for f in $(frames "$1" "$2" | tr '\n' ' '); do cansend $3 \$f || exit 1; done"
