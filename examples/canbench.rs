@@ -29,7 +29,11 @@ fn usage() -> ! {
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (mode, iface, count) = match args.as_slice() {
-        [_, mode, iface, count, ..] => (mode.as_str(), iface.as_str(), count.parse::<u32>().unwrap_or_else(|_| usage())),
+        [_, mode, iface, count, ..] => (
+            mode.as_str(),
+            iface.as_str(),
+            count.parse::<u32>().unwrap_or_else(|_| usage()),
+        ),
         _ => usage(),
     };
     let socket = CanSocket::open(iface)?;
@@ -88,7 +92,14 @@ fn recv(socket: &CanSocket, count: u32) -> io::Result<()> {
     while received < count {
         let frame = match socket.read_frame() {
             Ok(frame) => frame,
-            Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
             Err(err) => return Err(err),
         };
         let now = now_ns();
@@ -99,7 +110,9 @@ fn recv(socket: &CanSocket, count: u32) -> io::Result<()> {
         }
         last = now;
         let seq = frame.raw_id() as usize;
-        let Ok(sent) = <[u8; 8]>::try_from(frame.data()) else { continue };
+        let Ok(sent) = <[u8; 8]>::try_from(frame.data()) else {
+            continue;
+        };
         if seq >= seen.len() {
             continue;
         }
@@ -116,9 +129,18 @@ fn recv(socket: &CanSocket, count: u32) -> io::Result<()> {
         latencies.push(now.saturating_sub(u64::from_le_bytes(sent)) / 1000);
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let seconds = (last - first) as f64 / 1e9;
-    let fps = if seconds > 0.0 { f64::from(received.saturating_sub(1)) / seconds } else { 0.0 };
+    let fps = if seconds > 0.0 {
+        f64::from(received.saturating_sub(1)) / seconds
+    } else {
+        0.0
+    };
     println!(
         "received={received} lost={} duplicates={duplicates} reordered={reordered} seconds={seconds:.3} \
          fps={fps:.0} p50_us={} p99_us={} max_us={}",

@@ -546,8 +546,20 @@ impl Inner {
             self.links.set_up(link.index).await
         }
         .await;
-        if applied.is_err() && link.up {
-            let _ = self.links.set_up(link.index).await;
+        if applied.is_err() {
+            // The kernel applies a CAN change item by item, so a refused one can leave an
+            // earlier one applied (a bit rate before a refused FD mode): put back what was.
+            if let (Some(bitrate), true) = (link.can_bitrate.filter(|&rate| rate > 0), changes) {
+                let before = CanTiming {
+                    bitrate: Some(bitrate),
+                    data_bitrate: None,
+                    fd: None,
+                };
+                let _ = self.links.set_can_timing(link.index, before).await;
+            }
+            if link.up {
+                let _ = self.links.set_up(link.index).await;
+            }
         }
         applied?;
         tracing::info!(
@@ -773,6 +785,7 @@ mod tests {
             is_can: true,
             up: true,
             mtu: 72,
+            can_bitrate: None,
         };
         assert!(is_ours_by_name(&link("vxbh3f2a9c81d0", "vxcan")));
         assert!(is_ours_by_name(&link("vxbc3f2a9c81d0", "vxcan")));

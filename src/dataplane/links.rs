@@ -7,7 +7,7 @@
 use futures_util::TryStreamExt;
 use rtnetlink::{
     packet_route::link::{
-        InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+        InfoCan, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
     },
     Handle, LinkCan, LinkMessageBuilder, LinkUnspec, LinkVcan, LinkVxcan,
 };
@@ -37,6 +37,8 @@ pub struct Link {
     pub is_can: bool,
     pub up: bool,
     pub mtu: u32,
+    /// A CAN controller's bit rate, if it reports one.
+    pub can_bitrate: Option<u32>,
 }
 
 impl Link {
@@ -48,6 +50,7 @@ impl Link {
             is_can: message.header.link_layer_type == LinkLayerType::Can,
             up: message.header.flags.contains(LinkFlags::Up),
             mtu: 0,
+            can_bitrate: None,
         };
         for attribute in &message.attributes {
             match attribute {
@@ -55,8 +58,16 @@ impl Link {
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            link.kind = Some(kind.to_string());
+                        match info {
+                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Can(data)) => {
+                                for item in data {
+                                    if let InfoCan::BitTiming(timing) = item {
+                                        link.can_bitrate = Some(timing.bitrate);
+                                    }
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -80,6 +91,23 @@ pub struct CanTiming {
     pub data_bitrate: Option<u32>,
     /// Turn CAN FD mode on (or off) with the bit rates.
     pub fd: Option<bool>,
+}
+
+/// In `ip link` words: `bitrate 500000 dbitrate 2000000 fd on`.
+impl std::fmt::Display for CanTiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut words = Vec::new();
+        if let Some(rate) = self.bitrate {
+            words.push(format!("bitrate {rate}"));
+        }
+        if let Some(rate) = self.data_bitrate {
+            words.push(format!("dbitrate {rate}"));
+        }
+        if let Some(fd) = self.fd {
+            words.push(format!("fd {}", if fd { "on" } else { "off" }));
+        }
+        f.write_str(&words.join(" "))
+    }
 }
 
 /// A link request the kernel refused, or that could not reach it.
@@ -256,7 +284,7 @@ impl Links {
         }
         let request = self.handle.link().change(builder.build()).execute();
         request.await.map_err(|source| LinkError {
-            op: format!("setting CAN bit timing {timing:?} on link {index}"),
+            op: format!("setting `{timing}` on link {index}"),
             source,
         })
     }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A CAN controller as host_device: bit rate and queue length applied over netlink before it is
+# brought up, the bus bridged to it both ways, and refused settings leaving it as it was.
+#
+# STAND-IN: no CAN hardware in the VM, so the controller is the kernel's slcan driver (a real
+# can-dev driver, the one serial CAN adapters use) attached to a pseudo-terminal. A Python
+# process holds the terminal's other side: it records what the driver writes (the adapter's
+# ASCII protocol: `S6` sets 500 kbit/s, `O` opens the channel, `t12321122` is a frame) and
+# writes frames into it as an adapter would.
+source "$(dirname "$0")/lib.sh"
+
+on_exit 'docker rm -f phys-ecu; docker network rm phys; pkill -f slcan_attach; pkill -f slcan-adapter'
+modprobe slcan || fail "the guest kernel has no slcan module"
+
+step "a serial CAN adapter on a pseudo-terminal, attached as can0 by the slcan driver"
+adapter=$(mktemp -d)
+mkfifo "$adapter/in"
+python3 - "$adapter" slcan-adapter <<'PY' &
+import os, pty, sys, threading
+out = sys.argv[1]
+master, slave = pty.openpty()
+open(out + "/pty", "w").write(os.ttyname(slave))
+def record():
+    with open(out + "/wire", "wb", buffering=0) as wire:
+        while True:
+            wire.write(os.read(master, 1024))
+threading.Thread(target=record, daemon=True).start()
+while True:
+    with open(out + "/in", "rb") as feed:  # each writer's bytes go to the driver
+        os.write(master, feed.read())
+PY
+wait_until 20 "the pseudo-terminal" test -s "$adapter/pty"
+sleep 3600 | slcan_attach -w "$(cat "$adapter/pty")" &
+wait_until 20 "can0 from slcan" ip link show can0
+ip -d link show can0 | sed 's/^/  /'
+
+step "docker network create -o host_device=can0 -o baudrate=500000 -o txqueuelen=100"
+docker network create -d "$PLUGIN" -o host_device=can0 -o baudrate=500000 -o txqueuelen=100 phys >/dev/null
+link=$(ip -d link show can0)
+echo "$link" | sed 's/^/  /'
+expect_contains "$link" "state UP" "can0 brought up"
+expect_contains "$link" "qlen 100" "can0's txqueuelen"
+expect_contains "$link" "bitrate 500000" "can0's bit rate"
+expect_contains "$(cat -v "$adapter/wire")" 'S6^MO^M' "what the driver told the adapter (S6: 500 kbit/s, O: open)"
+
+step "frames cross between a container and the controller, both ways"
+docker run -d --name phys-ecu --network phys "$TEST_IMAGE" sleep 600 >/dev/null
+docker exec phys-ecu cansend can0 123#1122
+wait_until 10 "the frame on the adapter's wire" grep -q 't12321122' "$adapter/wire"
+ok "the container's frame reached the adapter as t12321122 (ID 123, 2 bytes: 11 22)"
+listen ecu can0 phys-ecu
+printf 't7DF3 02010C\r' | tr -d ' ' >"$adapter/in"
+expect_frames ecu "7DF#02010C"
+
+step "settings the controller refuses are refused, naming host_device, and leave it up"
+docker rm -f phys-ecu >/dev/null
+docker network rm phys >/dev/null
+ip link show can0 >/dev/null || fail "vxbus deleted a host device it did not create"
+expect_contains "$(ip -d link show can0)" "state UP" "can0 after the network went"
+for bad in "-o baudrate=19200" "-o baudrate=250000 -o baudrate_fd=2000000"; do
+  # shellcheck disable=SC2086 # two options in one string
+  if out=$(docker network create -d "$PLUGIN" -o host_device=can0 $bad phys 2>&1); then
+    fail "create with $bad succeeded"
+  fi
+  echo "$bad -> $out"
+  expect_contains "$out" 'option `host_device`: `can0` is a CAN controller that refused its settings' "docker's error"
+  expect_contains "$(ip -d link show can0)" "state UP" "can0 after a refused create"
+  expect_contains "$(ip -d link show can0)" "bitrate 500000" "can0's bit rate after a refused create"
+done
+expect_nothing_left "the controller's networks"
