@@ -73,20 +73,20 @@ done
 docker network rm bench >/dev/null
 
 step "results"
-floor_fps=$(field fps "$(grep -P '^floor burst\t' "$results" | cut -f3)")
-floor_p99=$(field p99_us "$(grep -P '^floor burst\t' "$results" | cut -f3)")
+floor() { field "$1" "$(grep -P "^floor $2\t" "$results" | cut -f3)"; } # floor FIELD burst|paced
 echo
-echo "| run | members | received/sent | frames/s (receiver) | vs floor | p50 µs | p99 µs | p99 vs floor | lost | duplicates | reordered |"
+echo "| run | members | received/sent | frames/s (receiver) | vs floor (same run kind) | p50 µs | p99 µs | p99 vs floor | lost | duplicates | reordered |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 while IFS=$'\t' read -r label sent got; do
   members=2
   [[ $label == vxbus* ]] && members=$(cut -d' ' -f2 <<<"$label")
-  fps=$(field fps "$got") p99=$(field p99_us "$got")
+  fps=$(field fps "$got") p99=$(field p99_us "$got") mode=${label##* }
+  floor_fps=$(floor fps "$mode") floor_p99=$(floor p99_us "$mode")
   printf '| %s | %s | %s/%s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$members" \
     "$(field received "$got")" "$(field sent "$sent")" "$fps" \
     "$(awk -v a="$fps" -v b="$floor_fps" 'BEGIN { printf "%.0f%%", b ? 100 * a / b : 0 }')" \
     "$(field p50_us "$got")" "$p99" \
-    "$(awk -v a="$p99" -v b="$floor_p99" 'BEGIN { printf "%.1fx", b ? a / b : 0 }')" \
+    "$(awk -v a="$p99" -v b="$floor_p99" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')" \
     "$(field lost "$got")" "$(field duplicates "$got")" "$(field reordered "$got")"
 done <"$results"
 echo
