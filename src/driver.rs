@@ -28,7 +28,7 @@ use crate::{
     dataplane::{
         cangw::{CanGw, GwError, Rule},
         kernel::{self, CheckError, Missing},
-        links::{CanTiming, Link, LinkError, Links, CANFD_MTU, CAN_MTU, EOPNOTSUPP},
+        links::{CanTiming, Link, LinkError, Links, CANFD_MTU, CAN_MTU},
         mesh::BusLinks,
     },
     ifname::IfName,
@@ -226,7 +226,9 @@ impl Driver {
             inner.remove_member(endpoint).await?;
         }
         if let Some(host) = &network.host_device {
-            inner.remove_rules_of(&host.name).await?;
+            if let Some(index) = inner.links.index(&host.name).await? {
+                inner.remove_rules_of(index)?;
+            }
             if host.created {
                 inner.delete_link_named(&host.name).await;
             }
@@ -266,13 +268,7 @@ impl Driver {
             .links
             .add_vxcan(&host_end, &peer)
             .await
-            .map_err(|err| {
-                if err.errno() == Some(EOPNOTSUPP) {
-                    BusError::Kernel(Missing(vec!["vxcan"]))
-                } else {
-                    err.into()
-                }
-            })?;
+            .map_err(|err| err.or_missing::<BusError>("vxcan"))?;
         let endpoint = Endpoint {
             host_end: host_end.clone(),
             peer: peer.clone(),
@@ -468,13 +464,11 @@ impl Inner {
             reason,
         };
         let Some(link) = self.links.get(name).await? else {
-            let index = self.links.add_vcan(name).await.map_err(|err| {
-                if err.errno() == Some(EOPNOTSUPP) {
-                    BusError::Kernel(Missing(vec!["vcan"]))
-                } else {
-                    err.into()
-                }
-            })?;
+            let index = self
+                .links
+                .add_vcan(name)
+                .await
+                .map_err(|err| err.or_missing::<BusError>("vcan"))?;
             let mtu = if spec.fd { CANFD_MTU } else { CAN_MTU };
             let configured = async {
                 self.links.set_mtu(index, mtu).await?;
@@ -562,11 +556,11 @@ impl Inner {
             }
         }
         applied?;
-        tracing::info!(
-            "configured CAN controller {}: {timing:?}, txqueuelen {:?}",
-            link.name,
-            spec.txqueuelen
-        );
+        let queue = spec
+            .txqueuelen
+            .map(|len| format!(" txqueuelen {len}"))
+            .unwrap_or_default();
+        tracing::info!("configured CAN controller {}: {timing}{queue}", link.name);
         Ok(())
     }
 
@@ -584,21 +578,18 @@ impl Inner {
         }
     }
 
-    /// Removes a member's rules and its vxcan pair.
+    /// Removes a member's rules and its vxcan pair (if the pair is still there).
     async fn remove_member(&mut self, endpoint: &Endpoint) -> Result<(), BusError> {
-        self.remove_rules_of(&endpoint.host_end).await?;
         if let Some(index) = self.links.index(&endpoint.host_end).await? {
+            self.remove_rules_of(index)?;
             self.links.delete(index).await?;
         }
         Ok(())
     }
 
-    /// Removes every rule into or out of link `name` (the kernel would remove them with the
+    /// Removes every rule into or out of link `index` (the kernel would remove them with the
     /// link, but a link that stays, such as a found host device, keeps its rules otherwise).
-    async fn remove_rules_of(&mut self, name: &IfName) -> Result<(), BusError> {
-        let Some(index) = self.links.index(name).await? else {
-            return Ok(());
-        };
+    fn remove_rules_of(&mut self, index: u32) -> Result<(), BusError> {
         let listed = match self.gw.list() {
             // Without can-gw there are no rules to remove.
             Err(GwError::NotLoaded { .. }) => return Ok(()),
@@ -784,7 +775,6 @@ mod tests {
             kind: Some(kind.into()),
             is_can: true,
             up: true,
-            mtu: 72,
             can_bitrate: None,
         };
         assert!(is_ours_by_name(&link("vxbh3f2a9c81d0", "vxcan")));

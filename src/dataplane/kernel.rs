@@ -12,7 +12,7 @@ use std::{fmt, path::Path};
 
 use super::{
     cangw::{CanGw, GwError},
-    links::{LinkError, Links, EOPNOTSUPP},
+    links::{LinkError, Links},
 };
 use crate::ifname::IfName;
 
@@ -22,17 +22,17 @@ pub struct Missing(pub Vec<&'static str>);
 
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = self.0.join(", ");
+        let (names, args) = (self.0.join(", "), self.0.join(" "));
+        let (plural, them) = if self.0.len() > 1 {
+            ("s", "them")
+        } else {
+            ("", "it")
+        };
         write!(
             f,
-            "the host's kernel lacks what a CAN bus needs: module{} {names} not loaded; load {} \
-             on the host with `modprobe -a {}` (and list {} in /etc/modules-load.d/ to load {} \
-             at boot)",
-            if self.0.len() > 1 { "s" } else { "" },
-            if self.0.len() > 1 { "them" } else { "it" },
-            self.0.join(" "),
-            if self.0.len() > 1 { "them" } else { "it" },
-            if self.0.len() > 1 { "them" } else { "it" },
+            "the host's kernel lacks what a CAN bus needs: module{plural} {names} not loaded; \
+             load {them} on the host with `modprobe -a {args}` (and list {them} in \
+             /etc/modules-load.d/ to load {them} at boot)"
         )
     }
 }
@@ -82,27 +82,22 @@ fn probe_name(kind: &str) -> IfName {
         .expect("probe names are valid interface names")
 }
 
-/// Whether a vcan can be made (kernel answers EOPNOTSUPP for an unknown kind).
+/// Whether a vcan can be made (the kernel answers EOPNOTSUPP for an unknown kind).
 async fn probe_vcan(links: &Links) -> Result<bool, LinkError> {
-    let name = probe_name("vcan");
-    probe_result(links, links.add_vcan(&name).await.map(|index| vec![index])).await
-}
-
-async fn probe_vxcan(links: &Links) -> Result<bool, LinkError> {
-    let (name, peer) = (probe_name("vx"), probe_name("vxp"));
-    let made = links.add_vxcan(&name, &peer).await.map(|(a, _)| vec![a]);
+    let made = links.add_vcan(&probe_name("vcan")).await;
     probe_result(links, made).await
 }
 
-async fn probe_result(links: &Links, made: Result<Vec<u32>, LinkError>) -> Result<bool, LinkError> {
+async fn probe_vxcan(links: &Links) -> Result<bool, LinkError> {
+    let made = links.add_vxcan(&probe_name("vx"), &probe_name("vxp")).await;
+    probe_result(links, made.map(|(end, _peer)| end)).await
+}
+
+/// Deletes the probe link `made` (a vxcan end takes its peer along) and says whether it was made.
+async fn probe_result(links: &Links, made: Result<u32, LinkError>) -> Result<bool, LinkError> {
     match made {
-        Ok(indexes) => {
-            for index in indexes {
-                links.delete(index).await?;
-            }
-            Ok(true)
-        }
-        Err(error) if error.errno() == Some(EOPNOTSUPP) => Ok(false),
+        Ok(index) => links.delete(index).await.map(|()| true),
+        Err(error) if error.is_unknown_kind() => Ok(false),
         Err(error) => Err(error),
     }
 }

@@ -18,7 +18,7 @@ use crate::ifname::IfName;
 const ENODEV: i32 = 19;
 /// EOPNOTSUPP: the kernel's answer to a link kind it does not know ("Unknown device type"),
 /// which is what a missing vcan or vxcan module looks like.
-pub const EOPNOTSUPP: i32 = 95;
+const EOPNOTSUPP: i32 = 95;
 
 /// The MTU of a CAN interface that carries classic frames only (CAN_MTU).
 pub const CAN_MTU: u32 = 16;
@@ -36,7 +36,6 @@ pub struct Link {
     /// Whether it is a CAN interface (link type ARPHRD_CAN).
     pub is_can: bool,
     pub up: bool,
-    pub mtu: u32,
     /// A CAN controller's bit rate, if it reports one.
     pub can_bitrate: Option<u32>,
 }
@@ -49,13 +48,11 @@ impl Link {
             kind: None,
             is_can: message.header.link_layer_type == LinkLayerType::Can,
             up: message.header.flags.contains(LinkFlags::Up),
-            mtu: 0,
             can_bitrate: None,
         };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name.clone(),
-                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -120,6 +117,25 @@ pub struct LinkError {
 }
 
 impl LinkError {
+    /// Whether the kernel refused the link's kind (EOPNOTSUPP, "Unknown device type"): the
+    /// module for it is missing.
+    pub fn is_unknown_kind(&self) -> bool {
+        self.errno() == Some(EOPNOTSUPP)
+    }
+
+    /// The error a caller reports for this one: the kernel lacks `module` if the link's kind was
+    /// refused, else this error itself.
+    pub fn or_missing<E>(self, module: &'static str) -> E
+    where
+        E: From<LinkError> + From<super::kernel::Missing>,
+    {
+        if self.is_unknown_kind() {
+            super::kernel::Missing(vec![module]).into()
+        } else {
+            self.into()
+        }
+    }
+
     /// The errno the kernel answered with, if it answered with one.
     pub fn errno(&self) -> Option<i32> {
         match &self.source {

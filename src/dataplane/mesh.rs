@@ -34,12 +34,7 @@ pub struct BusLinks {
 impl BusLinks {
     /// The rules that connect every link of the bus to every other, once.
     pub fn rules(&self) -> BTreeSet<Rule> {
-        let all: Vec<u32> = self
-            .members
-            .iter()
-            .copied()
-            .chain(self.host_device)
-            .collect();
+        let all: Vec<u32> = self.indexes().collect();
         let mut rules = BTreeSet::new();
         for &src in &all {
             for &dst in &all {
