@@ -7,6 +7,17 @@ source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
 
+# bus_carries SENDER RECEIVER...: 5 classic and 1 FD frame from SENDER reach every RECEIVER's can0
+# and the host device rhost, each once, in order.
+bus_carries() {
+  local sender=$1 r
+  shift
+  for r in "$@"; do listen "$r" can0 "$r"; done
+  listen host rhost
+  docker exec "$sender" sh -c "$(send_frames 5 1 can0)"
+  for r in "$@" host; do expect_frames "$r" "$(frames 5 1)"; done
+}
+
 docker network create -d "$PLUGIN" -o device=can -o host_device=rhost rbus >/dev/null
 docker run -d --name r-a --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
 docker run -d --name r-b --network rbus --restart always "$TEST_IMAGE" sleep 3600 >/dev/null
@@ -14,20 +25,14 @@ docker run -d --name r-b --network rbus --restart always "$TEST_IMAGE" sleep 360
 step "plugin disable -f while containers run: the bus keeps working (it is in the kernel)"
 docker plugin disable -f "$PLUGIN" >/dev/null
 daemon_running && fail "the daemon still runs after disable"
-listen b can0 r-b
-docker exec r-a sh -c "$(send_frames 5 1 can0)"
-expect_frames b "$(frames 5 1)"
+bus_carries r-a r-b
 
 step "plugin enable: the state is reconciled, nothing is changed, new containers join"
 mark=$(log_mark)
 docker plugin enable "$PLUGIN" >/dev/null
 wait_logged "$mark" "state reconciled with the kernel: 1 network(s), 2 endpoint(s); 0 endpoint(s) forgotten, 0 orphan link(s) deleted, 0 rule(s) added, 0 removed"
 docker run -d --name r-c --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
-listen a can0 r-a
-listen b can0 r-b
-listen host rhost
-docker exec r-c sh -c "$(send_frames 5 1 can0)"
-for l in a b host; do expect_frames "$l" "$(frames 5 1)"; done
+bus_carries r-c r-a r-b
 
 step "a container removed while the plugin is disabled is forgotten at enable"
 docker plugin disable -f "$PLUGIN" >/dev/null
@@ -46,11 +51,7 @@ expect_eq "$(docker inspect -f '{{.State.Running}}' r-a)" false "r-a (no restart
 expect_eq "$(container_links r-b)" "can0 lo" "r-b's interfaces after the restart"
 docker start r-a >/dev/null
 docker run -d --name r-d --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
-listen b can0 r-b
-listen d can0 r-d
-listen host rhost
-docker exec r-a sh -c "$(send_frames 5 1 can0)"
-for l in b d host; do expect_frames "$l" "$(frames 5 1)"; done
+bus_carries r-a r-b r-d
 expect_eq "$(state_summary)" "1 network(s), 3 endpoint(s)" "state after the restart"
 expect_eq "$(gw_rules | wc -l)" 24 "gateway rules for three members and the host device"
 

@@ -141,10 +141,10 @@ expect_frames() {
   echo "ok: $1 got all $(grep -c . <<<"$got") frames once each, in order"
 }
 
-# The frames a sender script emits: `frames N M` prints N classic frames 123#iiii and M FD frames
-# 1A0##4 (flags: FDF, which the kernel sets on every FD frame) with 16 bytes of i, as candump -L
-# prints them; `send_frames N IFACE` is a busybox sh
-# script that sends them on IFACE (run it with docker exec ... sh -c, or on the host with sh -c).
+# `frames N M` prints N classic frames 123#iiii and M FD frames 1A0##4 (flags: FDF, which the
+# kernel sets on every FD frame) with 16 bytes of i, as candump -L prints them; `send_frames N M
+# IFACE` prints a busybox sh script that sends them on IFACE (run it with `docker exec C sh -c`,
+# or `sh -c` on the host).
 frames() {
   local i
   for ((i = 0; i < $1; i++)); do printf '123#%02X%02X\n' "$i" "$i"; done
