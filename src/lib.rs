@@ -19,6 +19,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod driver;
 pub mod ifname;
+pub mod plugins;
 pub mod privileges;
 pub mod settings;
 pub mod state;
