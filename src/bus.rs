@@ -287,6 +287,17 @@ fn host_device(given: &Given) -> Result<Option<IfName>, OptionError> {
     })
 }
 
+/// Whether `id` can name a plugin: a bundled plugin's directory or an external one's socket, so
+/// never a path (`/`, `..`) nor hidden.
+fn is_plugin_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+        && !id.contains("..")
+}
+
 /// `plugin.driver` and its `plugin.<item>` options.
 fn plugin(given: &Given) -> Result<Option<PluginRequest>, OptionError> {
     let items: BTreeMap<String, String> = given
@@ -294,7 +305,11 @@ fn plugin(given: &Given) -> Result<Option<PluginRequest>, OptionError> {
         .filter_map(|(&name, &value)| Some((plugin_item(name)?.to_owned(), value.to_owned())))
         .collect();
     match given.get("plugin.driver") {
-        Some(&"") => Err(invalid("plugin.driver", "", "the id of a vxbus plugin")),
+        Some(&driver) if !is_plugin_id(driver) => Err(invalid(
+            "plugin.driver",
+            driver,
+            "a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit",
+        )),
         Some(&driver) => Ok(Some(PluginRequest {
             driver: driver.to_owned(),
             options: items,
@@ -419,7 +434,10 @@ mod tests {
             (json!({"txqueuelen": "lots"}), "option `txqueuelen`: `lots` is not allowed: a non-negative integer (frames)"),
             (json!({"fd": "yes"}), "option `fd`: `yes` is not allowed: true or false"),
             (json!({"vxcan.id": "x", "vxcan.dev": "vcan"}), "option `vxcan.id`: `x` is not allowed: a non-negative integer"),
-            (json!({"plugin.driver": ""}), "option `plugin.driver`: `` is not allowed: the id of a vxbus plugin"),
+            (json!({"plugin.driver": ""}), "option `plugin.driver`: `` is not allowed: a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit"),
+            (json!({"plugin.driver": "../bin"}), "option `plugin.driver`: `../bin` is not allowed: a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit"),
+            (json!({"plugin.driver": "a/b"}), "option `plugin.driver`: `a/b` is not allowed: a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit"),
+            (json!({"plugin.driver": ".hidden"}), "option `plugin.driver`: `.hidden` is not allowed: a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit"),
         ] {
             let err = refusal(options.clone());
             assert!(err.starts_with(expected), "{options}: {err}");

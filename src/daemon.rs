@@ -13,7 +13,14 @@ use tokio::{
     sync::watch,
 };
 
-use crate::{docker, driver::Driver, settings::Settings, state::StateFile, VERSION};
+use crate::{
+    docker,
+    driver::Driver,
+    plugins::supervisor::{Supervisor, SupervisorConfig},
+    settings::Settings,
+    state::StateFile,
+    VERSION,
+};
 
 /// How long in-flight calls may take to finish once shutdown begins. Docker waits longer than
 /// this before it kills a plugin it is disabling.
@@ -48,9 +55,21 @@ pub async fn serve(
     }
     // The state is reconciled with the kernel before Docker can call: a call after a restart
     // sees the buses as they were left.
-    let driver = Driver::start(StateFile::in_dir(&settings.state_dir))
+    let plugins = Supervisor::new(SupervisorConfig {
+        bundled_dir: settings.plugin_dir.clone(),
+        state_dir: settings.state_dir.clone(),
+        socket_dir: settings.plugin_socket_dir.clone(),
+        start_timeout: Duration::from_secs(settings.plugin_start_timeout),
+    });
+    let driver = Driver::start(StateFile::in_dir(&settings.state_dir), plugins.clone())
         .await
         .context("starting the network driver")?;
+    let driver = Arc::new(driver);
+    // Plugins of existing buses start again in the background: Docker must not wait for them.
+    tokio::spawn({
+        let driver = driver.clone();
+        async move { driver.resume_plugins().await }
+    });
     let listener = bind(&settings.socket)?;
     tracing::info!(
         "vxbus {VERSION} ready: serving Docker's network driver protocol on {} \
@@ -61,12 +80,10 @@ pub async fn serve(
     );
 
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let server = axum::serve(listener, docker::router(Arc::new(driver))).with_graceful_shutdown(
-        async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        },
-    );
+    let server = axum::serve(listener, docker::router(driver)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    });
     let grace_expired = async move {
         let _ = stopping_rx.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -79,6 +96,7 @@ pub async fn serve(
         }
     };
     remove_socket(&settings.socket);
+    plugins.shutdown();
     served?;
     tracing::info!("vxbus {VERSION} stopped cleanly");
     Ok(())

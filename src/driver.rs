@@ -32,13 +32,21 @@ use crate::{
         mesh::BusLinks,
     },
     ifname::IfName,
+    plugins::{
+        proto::Bus,
+        supervisor::{PluginError, Prepared, Supervisor},
+    },
     state::{Endpoint, HostDevice, Network, State, StateFile},
 };
+use std::sync::Arc;
 
 /// Name prefix of the vxcan end that stays on the host.
 pub const HOST_END_PREFIX: &str = "vxbh";
 /// Name prefix of the vxcan end Docker moves into the container.
 pub const PEER_PREFIX: &str = "vxbc";
+/// Name prefix of the vcan vxbus makes for a bus whose plugin needs a host-side interface and
+/// that has no `host_device`; the network ID's first 10 hex digits follow.
+pub const PLUGIN_HOST_PREFIX: &str = "vxbn";
 /// How many hex digits of the endpoint ID follow the prefix (4 + 10 = 14 bytes).
 const ID_DIGITS: usize = 10;
 
@@ -66,6 +74,9 @@ pub enum BusError {
     /// Docker sent an ID vxbus cannot name links after.
     #[error("endpoint ID `{0}` is not the hex ID Docker gives endpoints")]
     BadEndpointId(String),
+    /// The bus's plugin refused the network or could not serve it; the message names the plugin.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The kernel or the state file refused; the chain says what was being done.
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
@@ -74,10 +85,13 @@ pub enum BusError {
 impl BusError {
     /// Whether the user's request is at fault (rather than the host or vxbus).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            BusError::Option(_) | BusError::HostDevice { .. } | BusError::BadEndpointId(_)
-        )
+        match self {
+            BusError::Plugin(err) => err.is_refusal(),
+            other => matches!(
+                other,
+                BusError::Option(_) | BusError::HostDevice { .. } | BusError::BadEndpointId(_)
+            ),
+        }
     }
 }
 
@@ -112,6 +126,7 @@ pub struct JoinInfo {
 /// The driver. Cheap to share: every call takes the one lock.
 pub struct Driver {
     inner: Mutex<Inner>,
+    plugins: Arc<Supervisor>,
 }
 
 struct Inner {
@@ -125,7 +140,7 @@ impl Driver {
     /// Loads the state, reconciles it with the kernel, and returns the driver ready to serve.
     /// A missing kernel module is logged (it fails each CreateNetwork until it is loaded), not
     /// fatal: the plugin must still enable so that `docker network create` can say what is wrong.
-    pub async fn start(file: StateFile) -> anyhow::Result<Driver> {
+    pub async fn start(file: StateFile, plugins: Arc<Supervisor>) -> anyhow::Result<Driver> {
         let links = Links::connect().context("opening an rtnetlink connection")?;
         let gw = CanGw::open().context("opening a netlink socket for can-gw")?;
         let state = match file.load() {
@@ -156,7 +171,45 @@ impl Driver {
         inner.reconcile(kernel_ok).await?;
         Ok(Driver {
             inner: Mutex::new(inner),
+            plugins,
         })
+    }
+
+    /// After a restart: starts each existing bus's plugin again (in the background; a bus
+    /// works without its plugin, so failures are logged, not fatal).
+    pub async fn resume_plugins(&self) {
+        let networks: Vec<(String, Network)> = {
+            let inner = self.inner.lock().await;
+            inner
+                .state
+                .networks
+                .iter()
+                .map(|(id, n)| (id.clone(), n.clone()))
+                .collect()
+        };
+        for (id, network) in networks {
+            let Ok(spec) = BusSpec::from_options(Some(&network.options)) else {
+                continue;
+            };
+            let Some(request) = &spec.plugin else {
+                continue;
+            };
+            let Some(host) = &network.host_device else {
+                continue;
+            };
+            match self
+                .plugins
+                .prepare(&request.driver, &request.options)
+                .await
+            {
+                Ok(prepared) => {
+                    self.plugins
+                        .resume(bus_of(&id, &spec, &host.name, prepared))
+                        .await
+                }
+                Err(err) => tracing::warn!("network {id}: its plugin did not start again: {err}"),
+            }
+        }
     }
 
     pub async fn create_network(
@@ -166,6 +219,16 @@ impl Driver {
     ) -> Result<(), BusError> {
         let spec = BusSpec::from_options(options)?;
         let options = options.cloned().unwrap_or_default();
+        // The plugin checks its options before anything exists (it may have to be spawned:
+        // done outside the lock, which Docker's other calls need meanwhile).
+        let prepared = match &spec.plugin {
+            Some(request) => Some(
+                self.plugins
+                    .prepare(&request.driver, &request.options)
+                    .await?,
+            ),
+            None => None,
+        };
         let mut inner = self.inner.lock().await;
         if let Some(existing) = inner.state.networks.get(id) {
             if existing.options == options {
@@ -176,7 +239,14 @@ impl Driver {
         }
         let inner = &mut *inner;
         kernel::check(&inner.links, &mut inner.gw).await?;
-        let host_device = match &spec.host_device {
+        // A plugin needs a host-side interface to open its CAN socket on: the host device, or
+        // a vcan made for it.
+        let host_name = match (&spec.host_device, &prepared) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(_)) => Some(plugin_host_name(id)?),
+            (None, None) => None,
+        };
+        let host_device = match &host_name {
             None => None,
             Some(name) => {
                 if let Some(owner) = inner.state.owner_of_link(name.as_str()) {
@@ -204,6 +274,14 @@ impl Driver {
             }
             return Err(err);
         }
+        if let (Some(prepared), Some(host)) = (prepared, &host_device) {
+            let bus = bus_of(id, &spec, &host.name, prepared);
+            if let Err(err) = self.plugins.start(&bus).await {
+                tracing::warn!("network {id} not created: {err}");
+                inner.undo_create(id).await;
+                return Err(err.into());
+            }
+        }
         let host = match &host_device {
             Some(host) if host.created => format!(", host device {} created", host.name),
             Some(host) => format!(", bridged to host device {}", host.name),
@@ -219,6 +297,17 @@ impl Driver {
             tracing::info!("network {id}: vxbus has no record of it; nothing to delete");
             return Ok(());
         };
+        // The plugin first, while the bus it serves still exists.
+        if let (Ok(spec), Some(host)) = (inner.spec(id), &network.host_device) {
+            if let Some(request) = &spec.plugin {
+                let prepared = Prepared {
+                    plugin: plugin_map(&request.driver, &request.options),
+                };
+                self.plugins
+                    .stop(&bus_of(id, &spec, &host.name, prepared))
+                    .await;
+            }
+        }
         for (endpoint_id, endpoint) in &network.endpoints {
             tracing::warn!(
                 "network {id} is deleted with endpoint {endpoint_id} still on it: removing it"
@@ -404,7 +493,57 @@ fn is_ours_by_name(link: &Link) -> bool {
         })
 }
 
+/// The name of the vcan made for network `id`'s plugin.
+fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
+    id.get(..ID_DIGITS)
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|digits| format!("{PLUGIN_HOST_PREFIX}{digits}").parse().ok())
+        .ok_or_else(|| anyhow!("network ID `{id}` is not the hex ID Docker gives networks").into())
+}
+
+/// `driver` and the items as given, untyped: what `stop` carries when the typed values are
+/// not at hand (the plugin may be gone).
+fn plugin_map(driver: &str, options: &BTreeMap<String, String>) -> Map<String, Value> {
+    let mut plugin = Map::new();
+    plugin.insert("driver".into(), Value::from(driver));
+    plugin.extend(
+        options
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
+    );
+    plugin
+}
+
+/// The bus as its plugin is told about it.
+fn bus_of(id: &str, spec: &BusSpec, host_interface: &IfName, prepared: Prepared) -> Bus {
+    Bus {
+        bus_type: "vcan".into(),
+        device: spec.device.as_str().to_owned(),
+        host_device: spec.host_device.as_ref().map(|name| name.to_string()),
+        baudrate: spec.bitrate.map(|b| b.get()),
+        baudrate_fd: spec.data_bitrate.map(|b| b.get()),
+        txqueuelen: spec.txqueuelen,
+        plugin: prepared.plugin,
+        fd: spec.fd,
+        network_id: id.to_owned(),
+        host_interface: host_interface.to_string(),
+    }
+}
+
 impl Inner {
+    /// Takes back a network just created (its plugin refused it): its host device if vxbus
+    /// made it, and its state entry.
+    async fn undo_create(&mut self, id: &str) {
+        if let Some(network) = self.state.networks.remove(id) {
+            if let Some(host) = network.host_device.filter(|host| host.created) {
+                self.delete_link_named(&host.name).await;
+            }
+        }
+        if let Err(err) = self.save() {
+            tracing::error!("network {id}: undoing its creation: {err}");
+        }
+    }
+
     fn save(&self) -> Result<(), BusError> {
         self.file.save(&self.state).map_err(BusError::Failed)
     }

@@ -12,6 +12,8 @@
 //! - [`dataplane`]: vcan/vxcan links and can-gw rules, over netlink.
 //! - [`driver`]: networks and endpoints: Docker's calls applied to the data plane and the state.
 //! - [`state`]: the driver's record on disk, so restarts find what it made.
+//! - [`plugins`]: the plugin supervisor, the chunk protocol, plugin configuration.
+//! - [`sdk`]: the plugin side of the chunk protocol, for plugin authors.
 
 pub mod bus;
 pub mod daemon;
@@ -21,6 +23,7 @@ pub mod driver;
 pub mod ifname;
 pub mod plugins;
 pub mod privileges;
+pub mod sdk;
 pub mod settings;
 pub mod state;
 

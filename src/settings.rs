@@ -38,6 +38,14 @@ pub struct Settings {
     #[arg(long, env = "VXBUS_PLUGIN_SOCKET_DIR", default_value = DEFAULT_PLUGIN_SOCKET_DIR)]
     pub plugin_socket_dir: PathBuf,
 
+    /// Directory of bundled plugins: `<dir>/<id>/plugin.json` and the program it names.
+    #[arg(long, env = "VXBUS_PLUGIN_DIR", default_value = crate::plugins::supervisor::DEFAULT_BUNDLED_DIR)]
+    pub plugin_dir: PathBuf,
+
+    /// Seconds a plugin has to register and to answer `start` or `stop`.
+    #[arg(long, env = "VXBUS_PLUGIN_START_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub plugin_start_timeout: u64,
+
     /// How much to log: one of off, error, warn, info, debug, trace, or per-module directives
     /// such as `vxbus=debug,info`.
     #[arg(long, env = "VXBUS_LOG", default_value = "info")]
@@ -157,5 +165,7 @@ mod tests {
             PathBuf::from(DEFAULT_PLUGIN_SOCKET_DIR)
         );
         assert_eq!(settings.log.as_str(), "info");
+        assert_eq!(settings.plugin_dir, PathBuf::from("/usr/lib/vxbus/plugins"));
+        assert_eq!(settings.plugin_start_timeout, 5);
     }
 }

@@ -269,7 +269,17 @@ mod tests {
     /// these tests cover the wire format and the calls that never reach the data plane.
     async fn driver() -> (Arc<Driver>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let driver = Driver::start(StateFile::in_dir(dir.path())).await.unwrap();
+        let plugins = crate::plugins::supervisor::Supervisor::new(
+            crate::plugins::supervisor::SupervisorConfig {
+                bundled_dir: dir.path().join("plugins"),
+                state_dir: dir.path().to_owned(),
+                socket_dir: dir.path().join("sockets"),
+                start_timeout: std::time::Duration::from_secs(1),
+            },
+        );
+        let driver = Driver::start(StateFile::in_dir(dir.path()), plugins)
+            .await
+            .unwrap();
         (Arc::new(driver), dir)
     }
 

@@ -67,9 +67,17 @@ pub struct Item {
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(default, deserialize_with = "opt_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum: Option<f64>,
-    #[serde(default, deserialize_with = "opt_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<Vec<String>>,
@@ -77,9 +85,17 @@ pub struct Item {
     pub mandatory: bool,
     #[serde(default, deserialize_with = "flag", skip_serializing_if = "is_false")]
     pub readonly: bool,
-    #[serde(default, deserialize_with = "opt_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub order: Option<f64>,
-    #[serde(default, deserialize_with = "opt_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub length: Option<f64>,
     #[serde(default, deserialize_with = "flag", skip_serializing_if = "is_false")]
     pub deprecated: bool,
@@ -130,17 +146,41 @@ pub struct Schema(pub BTreeMap<String, Item>);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{prefix}{item} is not an item of plugin {plugin}; its items: {known}")]
-    Unknown { prefix: &'static str, item: String, plugin: String, known: String },
+    Unknown {
+        prefix: &'static str,
+        item: String,
+        plugin: String,
+        known: String,
+    },
     #[error("{prefix}{item}: `{value}` is not allowed: {rule} (plugin {plugin})")]
-    Invalid { prefix: &'static str, item: String, value: String, rule: String, plugin: String },
+    Invalid {
+        prefix: &'static str,
+        item: String,
+        value: String,
+        rule: String,
+        plugin: String,
+    },
     #[error("{prefix}{item} is mandatory for plugin {plugin} and has no value: {description}")]
-    Missing { prefix: &'static str, item: String, plugin: String, description: String },
+    Missing {
+        prefix: &'static str,
+        item: String,
+        plugin: String,
+        description: String,
+    },
     #[error("{prefix}{item} is read-only (plugin {plugin})")]
-    ReadOnly { prefix: &'static str, item: String, plugin: String },
+    ReadOnly {
+        prefix: &'static str,
+        item: String,
+        plugin: String,
+    },
     /// The plugin's own schema is wrong (a default that breaks its own rule, an enumeration
     /// without options).
     #[error("plugin {plugin} declares item {item} wrongly: {reason}")]
-    BadSchema { plugin: String, item: String, reason: String },
+    BadSchema {
+        plugin: String,
+        item: String,
+        reason: String,
+    },
 }
 
 /// Names the plugin and how its items are shown, for error messages.
@@ -166,7 +206,10 @@ impl Item {
         };
         let value = match self.kind {
             ItemType::Integer => {
-                let n: i64 = text.trim().parse().map_err(|_| format!("an integer{}", self.range_suffix()))?;
+                let n: i64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("an integer{}", self.range_suffix()))?;
                 number(n as f64)?;
                 Value::from(n)
             }
@@ -200,13 +243,19 @@ impl Item {
                 "false" => Value::Bool(false),
                 _ => return Err("true or false".into()),
             },
-            ItemType::Json => serde_json::from_str(text).map_err(|e| format!("a JSON document ({e})"))?,
+            ItemType::Json => {
+                serde_json::from_str(text).map_err(|e| format!("a JSON document ({e})"))?
+            }
         };
         Ok(Some(value))
     }
 
     fn range(&self) -> String {
-        let what = if self.kind == ItemType::Integer { "an integer" } else { "a number" };
+        let what = if self.kind == ItemType::Integer {
+            "an integer"
+        } else {
+            "a number"
+        };
         format!("{what}{}", self.range_suffix())
     }
 
@@ -238,11 +287,15 @@ impl Schema {
                 item: name.clone(),
                 reason,
             };
-            if item.kind == ItemType::Enumeration && item.options.as_deref().unwrap_or_default().is_empty() {
+            if item.kind == ItemType::Enumeration
+                && item.options.as_deref().unwrap_or_default().is_empty()
+            {
                 return Err(bad("an enumeration needs options".into()));
             }
             if name.is_empty() || name.contains(['=', ' ', '/']) {
-                return Err(bad("an item name is not empty and has no `=`, space or `/`".into()));
+                return Err(bad(
+                    "an item name is not empty and has no `=`, space or `/`".into(),
+                ));
             }
             item.parse(&item.default)
                 .map_err(|rule| bad(format!("its default `{}` is not {rule}", item.default)))?;
@@ -251,7 +304,12 @@ impl Schema {
     }
 
     fn known(&self) -> String {
-        let names: Vec<&str> = self.0.iter().filter(|(_, i)| !i.deprecated).map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(_, i)| !i.deprecated)
+            .map(|(n, _)| n.as_str())
+            .collect();
         if names.is_empty() {
             "none".into()
         } else {
@@ -261,7 +319,11 @@ impl Schema {
 
     /// Typed values for everything `given` sets and every other item's default; refuses unknown
     /// and read-only items, values that break their item's rule, and mandatory items left empty.
-    pub fn resolve(&self, given: &BTreeMap<String, String>, cx: Context<'_>) -> Result<Map<String, Value>, ConfigError> {
+    pub fn resolve(
+        &self,
+        given: &BTreeMap<String, String>,
+        cx: Context<'_>,
+    ) -> Result<Map<String, Value>, ConfigError> {
         for name in given.keys() {
             let item = self.0.get(name).ok_or_else(|| ConfigError::Unknown {
                 prefix: cx.prefix,
@@ -286,7 +348,11 @@ impl Schema {
             let value = item.parse(text).map_err(|rule| ConfigError::Invalid {
                 prefix: cx.prefix,
                 item: name.clone(),
-                value: if item.kind == ItemType::Password { "********".into() } else { text.clone() },
+                value: if item.kind == ItemType::Password {
+                    "********".into()
+                } else {
+                    text.clone()
+                },
                 rule,
                 plugin: cx.plugin.to_owned(),
             })?;
@@ -314,7 +380,12 @@ impl Schema {
     /// value stays when its item still exists with the same type and the value still keeps the
     /// item's rules; new items get their defaults; deprecated and removed items are dropped.
     /// Returns the values and one line per item that did not simply stay.
-    pub fn merge(&self, old_schema: &Schema, old: &Map<String, Value>, plugin: &str) -> (Map<String, Value>, Vec<String>) {
+    pub fn merge(
+        &self,
+        old_schema: &Schema,
+        old: &Map<String, Value>,
+        plugin: &str,
+    ) -> (Map<String, Value>, Vec<String>) {
         let mut values = Map::new();
         let mut changes = Vec::new();
         for (name, item) in &self.0 {
@@ -330,13 +401,18 @@ impl Schema {
                         Ok(Some(v)) => Some(v),
                         Ok(None) if !item.mandatory => Some(Value::Null),
                         _ => {
-                            changes.push(format!("{name}: stored value breaks the new rules, back to its default"));
+                            changes.push(format!(
+                                "{name}: stored value breaks the new rules, back to its default"
+                            ));
                             None
                         }
                     }
                 }
                 (Some(_), Some(old_item)) => {
-                    changes.push(format!("{name}: type changed from {} to {}, back to its default", old_item.kind, item.kind));
+                    changes.push(format!(
+                        "{name}: type changed from {} to {}, back to its default",
+                        old_item.kind, item.kind
+                    ));
                     None
                 }
                 _ => {
@@ -347,7 +423,11 @@ impl Schema {
             let value = match kept {
                 Some(value) => value,
                 // The schema passed check(), so the default parses.
-                None => item.parse(&item.default).ok().flatten().unwrap_or(Value::Null),
+                None => item
+                    .parse(&item.default)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Value::Null),
             };
             values.insert(name.clone(), value);
         }
@@ -358,7 +438,13 @@ impl Schema {
     }
 
     /// `values` with `item` set from `text` (the user changing a setting).
-    pub fn set(&self, values: &Map<String, Value>, item: &str, text: &str, cx: Context<'_>) -> Result<Map<String, Value>, ConfigError> {
+    pub fn set(
+        &self,
+        values: &Map<String, Value>,
+        item: &str,
+        text: &str,
+        cx: Context<'_>,
+    ) -> Result<Map<String, Value>, ConfigError> {
         let mut given: BTreeMap<String, String> = values
             .iter()
             .filter(|(name, _)| self.0.get(*name).is_some_and(|i| !i.readonly))
@@ -405,15 +491,26 @@ mod tests {
         }))
     }
 
-    const NET: Context<'static> = Context { plugin: "lin", prefix: "plugin." };
+    const NET: Context<'static> = Context {
+        plugin: "lin",
+        prefix: "plugin.",
+    };
 
     fn given(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_fill_what_was_not_given_and_values_are_typed() {
-        let values = lin().resolve(&given(&[("host_mode", "slave"), ("gain", "2"), ("map", "[1]")]), NET).unwrap();
+        let values = lin()
+            .resolve(
+                &given(&[("host_mode", "slave"), ("gain", "2"), ("map", "[1]")]),
+                NET,
+            )
+            .unwrap();
         assert_eq!(
             Value::Object(values),
             json!({"host_mode": "slave", "base_tick_ms": 5, "gain": 2.0, "verbose": false, "name": null,
@@ -445,34 +542,60 @@ mod tests {
                 Err(err) => assert_eq!(err.to_string(), *expected, "for {pairs:?}"),
             }
         }
-        let err = lin().resolve(&given(&[("host_mode", "master"), ("map", "{")]), NET).unwrap_err();
-        assert!(err.to_string().starts_with("plugin.map: `{` is not allowed: a JSON document ("), "{err}");
+        let err = lin()
+            .resolve(&given(&[("host_mode", "master"), ("map", "{")]), NET)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("plugin.map: `{` is not allowed: a JSON document ("),
+            "{err}"
+        );
     }
 
     #[test]
     fn passwords_are_never_shown() {
-        let schema = schema(json!({"pin": {"type": "password", "default": "", "length": 4, "description": "pin"}}));
-        let err = schema.resolve(&given(&[("pin", "123456")]), NET).unwrap_err();
-        assert_eq!(err.to_string(), "plugin.pin: `********` is not allowed: at most 4 characters (plugin lin)");
+        let schema = schema(
+            json!({"pin": {"type": "password", "default": "", "length": 4, "description": "pin"}}),
+        );
+        let err = schema
+            .resolve(&given(&[("pin", "123456")]), NET)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plugin.pin: `********` is not allowed: at most 4 characters (plugin lin)"
+        );
         assert_eq!(schema.0["pin"].shown(&json!("1234")), "********");
     }
 
     #[test]
     fn a_schema_that_breaks_its_own_rules_is_refused() {
         for (bad, reason) in [
-            (json!({"a": {"type": "enumeration", "default": "", "description": ""}}), "an enumeration needs options"),
-            (json!({"a": {"type": "integer", "default": "7", "maximum": 5, "description": ""}}),
-             "its default `7` is not an integer of at most 5"),
-            (json!({"a b": {"type": "string", "default": "", "description": ""}}),
-             "an item name is not empty and has no `=`, space or `/`"),
+            (
+                json!({"a": {"type": "enumeration", "default": "", "description": ""}}),
+                "an enumeration needs options",
+            ),
+            (
+                json!({"a": {"type": "integer", "default": "7", "maximum": 5, "description": ""}}),
+                "its default `7` is not an integer of at most 5",
+            ),
+            (
+                json!({"a b": {"type": "string", "default": "", "description": ""}}),
+                "an item name is not empty and has no `=`, space or `/`",
+            ),
         ] {
             let schema: Schema = serde_json::from_value(bad).unwrap();
             let err = schema.check("p").unwrap_err().to_string();
             assert!(err.ends_with(reason), "{err}");
         }
         // Unknown types and properties are refused when the schema is read.
-        assert!(serde_json::from_value::<Schema>(json!({"a": {"type": "IPV9", "default": "", "description": ""}})).is_err());
-        assert!(serde_json::from_value::<Schema>(json!({"a": {"type": "string", "default": "", "description": "", "colour": 1}})).is_err());
+        assert!(serde_json::from_value::<Schema>(
+            json!({"a": {"type": "IPV9", "default": "", "description": ""}})
+        )
+        .is_err());
+        assert!(serde_json::from_value::<Schema>(
+            json!({"a": {"type": "string", "default": "", "description": "", "colour": 1}})
+        )
+        .is_err());
     }
 
     #[test]
@@ -491,9 +614,13 @@ mod tests {
             "deprecated_now": {"type": "string", "default": "a", "deprecated": true, "description": ""},
             "added": {"type": "boolean", "default": "true", "description": ""}
         }));
-        let stored = json!({"keep": 9, "retyped": 9, "narrowed": 9, "deprecated_now": "b", "removed": "b"});
+        let stored =
+            json!({"keep": 9, "retyped": 9, "narrowed": 9, "deprecated_now": "b", "removed": "b"});
         let (values, changes) = new.merge(&old, stored.as_object().unwrap(), "p");
-        assert_eq!(Value::Object(values), json!({"keep": 9, "retyped": "s", "narrowed": 3, "added": true}));
+        assert_eq!(
+            Value::Object(values),
+            json!({"keep": 9, "retyped": "s", "narrowed": 3, "added": true})
+        );
         assert_eq!(
             changes,
             [
@@ -508,15 +635,28 @@ mod tests {
 
     #[test]
     fn set_changes_one_item_and_checks_it() {
-        let settings = Context { plugin: "lin", prefix: "" };
-        let values = lin().resolve(&given(&[("host_mode", "master")]), settings).unwrap();
+        let settings = Context {
+            plugin: "lin",
+            prefix: "",
+        };
+        let values = lin()
+            .resolve(&given(&[("host_mode", "master")]), settings)
+            .unwrap();
         let changed = lin().set(&values, "base_tick_ms", "10", settings).unwrap();
         assert_eq!(changed["base_tick_ms"], json!(10));
         assert_eq!(changed["host_mode"], json!("master"));
-        let err = lin().set(&values, "base_tick_ms", "0", settings).unwrap_err();
-        assert_eq!(err.to_string(), "base_tick_ms: `0` is not allowed: an integer from 1 to 1000 (plugin lin)");
+        let err = lin()
+            .set(&values, "base_tick_ms", "0", settings)
+            .unwrap_err();
         assert_eq!(
-            lin().set(&values, "version", "9", settings).unwrap_err().to_string(),
+            err.to_string(),
+            "base_tick_ms: `0` is not allowed: an integer from 1 to 1000 (plugin lin)"
+        );
+        assert_eq!(
+            lin()
+                .set(&values, "version", "9", settings)
+                .unwrap_err()
+                .to_string(),
             "version is read-only (plugin lin)"
         );
     }

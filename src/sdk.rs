@@ -1,0 +1,274 @@
+//! The SDK for writing a vxbus child plugin in Rust: the plugin's side of the chunk protocol
+//! (the seed's `Main`). A plugin is a program the daemon starts; it registers, then is told to
+//! start and stop serving buses.
+//!
+//! Owns: finding the pipes, registering, turning `start`/`stop`/`reconfigure` into calls on a
+//! [`BusPlugin`], and the host's services (settings, calls, the plugin registry, channels).
+//! Must not touch: anything of the daemon's; a plugin talks to it only through [`Host`].
+//!
+//! A plugin that logs every bus it serves:
+//!
+//! ```no_run
+//! use vxbus::plugins::{proto::{Bus, PluginInfo}, schema::Schema};
+//! use vxbus::sdk::{BusPlugin, Host};
+//!
+//! struct Hello;
+//!
+//! impl BusPlugin for Hello {
+//!     async fn start(&self, _host: &Host, bus: Bus) -> Result<(), String> {
+//!         eprintln!("serving {} (CAN socket on {})", bus.network_id, bus.host_interface);
+//!         Ok(())
+//!     }
+//!     async fn stop(&self, _host: &Host, bus: Bus) -> Result<(), String> {
+//!         eprintln!("no longer serving {}", bus.network_id);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let info = PluginInfo {
+//!         name: "hello".into(),
+//!         version: "1.0".into(),
+//!         kind: "bus".into(),
+//!         interface: vxbus::plugins::proto::INTERFACE_VERSION.into(),
+//!         config: Schema::default(),
+//!         settings: Schema::default(),
+//!     };
+//!     vxbus::sdk::run(info, Hello).await
+//! }
+//! ```
+//! Whatever the plugin writes to stderr (and stdout, when the daemon gave it other descriptors
+//! for chunks) lands in the daemon's log, line by line, tagged with the plugin's id.
+
+use std::{
+    future::Future,
+    os::fd::{FromRawFd, OwnedFd},
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use anyhow::{anyhow, Context as _};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::plugins::{
+    chunk::ChunkCodec,
+    conn::{handler, CallError, Connection, Handler, Incoming},
+    proto::{
+        self, Bus, ChannelOpened, Lifecycle, OpenChannel, PluginInfo, Reconfigure, Registered,
+    },
+};
+
+/// How long a plugin waits for the daemon to answer one of its calls.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a plugin does when buses come and go. Every method runs in its own task; the daemon may
+/// start several buses at once.
+pub trait BusPlugin: Send + Sync + 'static {
+    /// Start serving `bus`; an `Err` fails `docker network create` with its message.
+    fn start(&self, host: &Host, bus: Bus) -> impl Future<Output = Result<(), String>> + Send;
+    /// Stop serving `bus` (the network is being removed, or the plugin's bus was restarted).
+    fn stop(&self, host: &Host, bus: Bus) -> impl Future<Output = Result<(), String>> + Send;
+    /// The plugin's settings changed; [`Host::settings`] has the new values already.
+    fn reconfigure(
+        &self,
+        _host: &Host,
+        _settings: Map<String, Value>,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+    /// Any other command: one-way messages from the registry and channels, or calls from the host.
+    fn message(
+        &self,
+        _host: &Host,
+        cmd: String,
+        _buffer: Bytes,
+    ) -> impl Future<Output = Result<Bytes, String>> + Send {
+        async move { Err(format!("unknown command `{cmd}`")) }
+    }
+}
+
+/// The daemon, as a plugin sees it.
+#[derive(Clone)]
+pub struct Host {
+    conn: Connection,
+    settings: Arc<Mutex<Map<String, Value>>>,
+}
+
+impl Host {
+    /// The low-level start (the seed's `Register`): connects to the daemon over the descriptors
+    /// in `VXBUS_CHUNK_FDS` (else stdin/stdout), serves `handler` for the daemon's requests, and
+    /// registers `info`. [`run`] is this plus the [`BusPlugin`] dispatch.
+    pub async fn connect(info: &PluginInfo, handler: Handler) -> anyhow::Result<Host> {
+        let id = std::env::var(proto::ENV_PLUGIN_ID).unwrap_or_else(|_| info.name.clone());
+        let codec = ChunkCodec::default();
+        let conn = match std::env::var(proto::ENV_CHUNK_FDS) {
+            Ok(fds) => {
+                let (read, write) = parse_fds(&fds)?;
+                // SAFETY: the daemon opened these descriptors for this process and nothing else
+                // here uses them; each is owned once.
+                let (read, write) =
+                    unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) };
+                let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+                    .context("VXBUS_CHUNK_FDS read end")?;
+                let writer = tokio::net::unix::pipe::Sender::from_owned_fd(write)
+                    .context("VXBUS_CHUNK_FDS write end")?;
+                Connection::spawn(
+                    format!("vxbus (as plugin {id})"),
+                    reader,
+                    writer,
+                    codec,
+                    handler,
+                )
+            }
+            Err(_) => Connection::spawn(
+                format!("vxbus (as plugin {id})"),
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                codec,
+                handler,
+            ),
+        };
+        let body = serde_json::to_vec(info)?;
+        let answer = conn
+            .call(proto::REGISTER, body, CALL_TIMEOUT)
+            .await
+            .context("registering with vxbus")?;
+        let registered: Registered =
+            serde_json::from_slice(&answer).context("vxbus's answer to register")?;
+        Ok(Host {
+            conn,
+            settings: Arc::new(Mutex::new(registered.settings)),
+        })
+    }
+
+    /// The plugin's settings now (typed, defaults filled in).
+    pub fn settings(&self) -> Map<String, Value> {
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The directory the daemon gave this plugin for its data (`VXBUS_PLUGIN_DATA_DIR`).
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        std::env::var_os(proto::ENV_DATA_DIR)
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} is not set: was this started by vxbus?",
+                    proto::ENV_DATA_DIR
+                )
+            })
+    }
+
+    /// A request to the daemon.
+    pub async fn call(&self, cmd: &str, buffer: impl Into<Bytes>) -> Result<Bytes, CallError> {
+        self.conn.call(cmd, buffer, CALL_TIMEOUT).await
+    }
+
+    /// A one-way message to the daemon.
+    pub async fn notify(&self, cmd: &str, buffer: impl Into<Bytes>) -> Result<(), CallError> {
+        self.conn.notify(cmd, buffer).await
+    }
+
+    /// The well-known names of the plugins connected now (this one included).
+    pub async fn plugins(&self) -> anyhow::Result<Vec<String>> {
+        let answer = self.call(proto::PLUGINS_LIST, Bytes::new()).await?;
+        Ok(serde_json::from_slice(&answer)?)
+    }
+
+    /// Opens a channel to the plugin registered as `name`; data then flows with
+    /// [`Host::send`] and arrives as `channel.data` messages.
+    pub async fn open_channel(&self, name: &str) -> anyhow::Result<u64> {
+        let body = serde_json::to_vec(&OpenChannel {
+            to: name.to_owned(),
+        })?;
+        let answer = self.call(proto::CHANNEL_OPEN, body).await?;
+        Ok(serde_json::from_slice::<ChannelOpened>(&answer)?.channel)
+    }
+
+    /// Sends bytes on a channel.
+    pub async fn send(&self, channel: u64, data: &[u8]) -> Result<(), CallError> {
+        self.notify(proto::CHANNEL_DATA, proto::channel_data(channel, data))
+            .await
+    }
+
+    /// Closes a channel; the other end gets `channel.close`.
+    pub async fn close_channel(&self, channel: u64) -> Result<(), CallError> {
+        self.notify(proto::CHANNEL_CLOSE, channel.to_string()).await
+    }
+
+    /// Waits until the daemon closes the connection (it stopped, or stops this plugin).
+    pub async fn closed(&self) -> Arc<str> {
+        self.conn.closed().await
+    }
+}
+
+fn parse_fds(text: &str) -> anyhow::Result<(i32, i32)> {
+    let bad = || anyhow!("{} is `{text}`, not READ_FD,WRITE_FD", proto::ENV_CHUNK_FDS);
+    let (read, write) = text.split_once(',').ok_or_else(bad)?;
+    Ok((
+        read.trim().parse().map_err(|_| bad())?,
+        write.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Runs a plugin until the daemon closes the connection: registers `info`, then answers
+/// `start`, `stop` and `reconfigure` with `plugin`'s methods.
+pub async fn run<P: BusPlugin>(info: PluginInfo, plugin: P) -> anyhow::Result<()> {
+    let plugin = Arc::new(plugin);
+    let host_cell: Arc<OnceLock<Host>> = Arc::new(OnceLock::new());
+    let dispatch = {
+        let host_cell = host_cell.clone();
+        handler(move |incoming: Incoming| {
+            let plugin = plugin.clone();
+            let host = host_cell.get().cloned();
+            async move {
+                let host = host.ok_or("a request came before registration finished")?;
+                dispatch(&*plugin, &host, incoming).await
+            }
+        })
+    };
+    let host = Host::connect(&info, dispatch).await?;
+    let _ = host_cell.set(host.clone());
+    let reason = host.closed().await;
+    eprintln!(
+        "{}: connection to vxbus closed ({reason}); exiting",
+        info.name
+    );
+    Ok(())
+}
+
+async fn dispatch<P: BusPlugin>(
+    plugin: &P,
+    host: &Host,
+    incoming: Incoming,
+) -> Result<Bytes, String> {
+    let lifecycle = |buffer: &[u8]| {
+        serde_json::from_slice::<Lifecycle>(buffer)
+            .map_err(|e| format!("{}: bad message: {e}", incoming.cmd))
+    };
+    match incoming.cmd.as_str() {
+        proto::START => plugin
+            .start(host, lifecycle(&incoming.buffer)?.bus)
+            .await
+            .map(|()| Bytes::new()),
+        proto::STOP => plugin
+            .stop(host, lifecycle(&incoming.buffer)?.bus)
+            .await
+            .map(|()| Bytes::new()),
+        proto::RECONFIGURE => {
+            let Reconfigure { settings } = serde_json::from_slice(&incoming.buffer)
+                .map_err(|e| format!("reconfigure: bad message: {e}"))?;
+            *host.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings.clone();
+            plugin
+                .reconfigure(host, settings)
+                .await
+                .map(|()| Bytes::new())
+        }
+        _ => plugin.message(host, incoming.cmd, incoming.buffer).await,
+    }
+}
