@@ -60,6 +60,7 @@ pub async fn serve(
         state_dir: settings.state_dir.clone(),
         socket_dir: settings.plugin_socket_dir.clone(),
         start_timeout: Duration::from_secs(settings.plugin_start_timeout),
+        restart_backoff: crate::plugins::supervisor::DEFAULT_RESTART_BACKOFF,
     });
     let driver = Driver::start(StateFile::in_dir(&settings.state_dir), plugins.clone())
         .await

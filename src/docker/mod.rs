@@ -275,6 +275,7 @@ mod tests {
                 state_dir: dir.path().to_owned(),
                 socket_dir: dir.path().join("sockets"),
                 start_timeout: std::time::Duration::from_secs(1),
+                restart_backoff: crate::plugins::supervisor::DEFAULT_RESTART_BACKOFF,
             },
         );
         let driver = Driver::start(StateFile::in_dir(dir.path()), plugins)

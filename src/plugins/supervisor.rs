@@ -99,7 +99,12 @@ pub struct SupervisorConfig {
     /// External plugins' sockets: `<dir>/<id>`.
     pub socket_dir: PathBuf,
     pub start_timeout: Duration,
+    /// The first restart's delay; each next one doubles it, up to 64 times it.
+    pub restart_backoff: Duration,
 }
+
+/// The first restart's delay in the managed plugin.
+pub const DEFAULT_RESTART_BACKOFF: Duration = Duration::from_millis(500);
 
 /// A plugin's status, as listings show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -595,7 +600,7 @@ impl Supervisor {
             child.set_status(Status::Failed);
             return;
         }
-        let delay = Duration::from_millis(250 << restarts.min(6));
+        let delay = self.config.restart_backoff * (1 << (restarts - 1).min(6));
         tracing::info!(plugin = %child.id, "restarting plugin {} in {} ms (restart {restarts} of at most {MAX_RESTARTS})",
             child.id, delay.as_millis());
         tokio::time::sleep(delay).await;
@@ -907,7 +912,6 @@ impl Supervisor {
                 child.id, info.name, info.version, info.kind, info.interface);
             state.info = Some(info);
             state.conn = Some(conn);
-            state.last_error = None;
         }
         child.set_status(Status::Running);
         self.broadcast(&child.id, proto::PLUGINS_CONNECTED).await;
@@ -939,7 +943,14 @@ impl Supervisor {
             children
                 .values()
                 .filter(|c| c.id != id)
-                .filter_map(|c| self.running_conn(&c.id))
+                .filter_map(|c| {
+                    // Not running_conn(): it takes the `children` lock held here.
+                    let state = c.lock();
+                    state
+                        .conn
+                        .clone()
+                        .filter(|_| state.status == Status::Running)
+                })
                 .collect()
         };
         let body = serde_json::to_vec(&PluginName {
