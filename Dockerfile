@@ -9,7 +9,7 @@ COPY src ./src
 RUN cargo build --release --locked
 COPY scripts ./scripts
 COPY rootfs ./rootfs
-RUN scripts/assemble-rootfs --overlay rootfs --check --version /out target/release/vxbus
+RUN scripts/assemble-rootfs --overlay rootfs --check --version /out target/release/vxbus target/release/vxbus-logger
 
 FROM scratch
 COPY --from=build /out/ /

@@ -9,6 +9,8 @@ PLUGIN      ?= vxbus
 TAG         ?= $(VERSION)
 PLUGIN_DIR  := build/plugin
 BIN         := target/release/vxbus
+# Every program the rootfs ships: the daemon first (assemble-rootfs --check runs it), then bundled plugins.
+BINS        := $(BIN) target/release/vxbus-logger
 # e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
 SCENARIOS   ?=
 
@@ -28,7 +30,7 @@ unit: ## unit and integration tests (no CAN kernel or Docker needed)
 
 plugin-dir: build ## assemble build/plugin (config.json + rootfs/) from the local build, no Docker needed
 	rm -rf $(PLUGIN_DIR)
-	scripts/assemble-rootfs --overlay rootfs --check --version $(PLUGIN_DIR)/rootfs $(BIN)
+	scripts/assemble-rootfs --overlay rootfs --check --version $(PLUGIN_DIR)/rootfs $(BINS)
 	cp plugin/config.json $(PLUGIN_DIR)/config.json
 	@echo "built $(PLUGIN_DIR): docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
 

@@ -155,7 +155,7 @@ send_frames() { # CLASSIC FD IFACE: prints a sh script that sends `frames CLASSI
 }
 
 # What vxbus owns in the kernel and on disk, to prove nothing is left behind.
-vxbus_links() { ip -o link show | grep -oE 'vxb[hc][0-9a-f]{10}' | sort -u || true; }
+vxbus_links() { ip -o link show | grep -oE 'vxb[hcn][0-9a-f]{10}' | sort -u || true; } # vxcan ends, plugin vcans
 gw_rules() { cangw -L 2>/dev/null | grep '^cangw -A' || true; } # can-utils 2020.11 exits non-zero
 state_summary() { # networks and endpoints in vxbus's state file
   python3 -c 'import json, sys

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Plugins: the bundled logger records a bus's frames in a candump log under the host state
+# directory; its stderr lands in the daemon's log; it keeps no capability; killed, it is restarted
+# and serves its bus again. A plugin that refuses start, options its schema refuses, unknown and
+# path-like ids fail `docker network create` with a message and leave nothing behind. An external
+# plugin on a host socket gets start and stop with RemotiveBus's JSON; one that never answers
+# fails the create after the 5 s timeout.
+source "$(dirname "$0")/lib.sh"
+
+logs=/var/lib/vxbus/plugin-data/logger
+sockets=/run/vxbus/plugins
+ext="$VXBUS_REPO/tests/e2e/ext-plugin.py"
+on_exit "docker rm -f log-a log-b; docker network rm logged remotive; pkill -f ext-plugin.py; rm -f $sockets/ext $sockets/mute"
+
+step "plugin.driver=logger: the plugin is spawned, registers and records what containers send"
+mark=$(log_mark)
+docker network create -d "$PLUGIN" -o device=ecu -o plugin.driver=logger -o plugin.file=body logged >/dev/null
+wait_logged "$mark" "plugin logger registered: logger" 10
+host_if=$(ip -o link show type vcan | grep -oE 'vxbn[0-9a-f]{10}')
+[[ -n $host_if ]] || fail "no vxbn vcan made for the logger"
+docker run -d --name log-a --network logged "$TEST_IMAGE" sleep 600 >/dev/null
+docker run -d --name log-b --network logged "$TEST_IMAGE" sleep 600 >/dev/null
+listen b ecu0 log-b
+docker exec log-a sh -c "$(send_frames 5 2 ecu0)"
+expect_frames b "$(frames 5 2)"
+wait_until 10 "7 lines in $logs/body.log" bash -c "(( \$(wc -l <$logs/body.log) >= 7 ))"
+head -n 2 "$logs/body.log"
+expect_eq "$(awk '{print $3}' "$logs/body.log")" "$(frames 5 2)" "frames in the logger's file"
+expect_eq "$(awk '{print $2}' "$logs/body.log" | sort -u)" "$host_if" "interface in the log lines"
+[[ $(head -n1 "$logs/body.log") =~ ^\([0-9]+\.[0-9]{6}\)\  ]] || fail "not a candump log line: $(head -n1 "$logs/body.log")"
+wait_logged "$mark" "recording $host_if to .*body.log.*plugin=logger" 10
+ok "the logger recorded 7 frames in candump format; its stderr is in the daemon's log, tagged"
+
+step "the child keeps no capability (it declared none)"
+pid=$(pgrep -x vxbus-logger)
+grep -E '^(CapEff|CapBnd|NoNewPrivs)' "/proc/$pid/status"
+expect_eq "$(awk '/^CapEff|^CapBnd|^CapPrm/ {print $2}' "/proc/$pid/status" | sort -u)" "0000000000000000" "child capabilities"
+ok "no capabilities"
+
+step "killing the child: it is restarted and serves its bus again"
+mark=$(log_mark)
+pkill -9 -x vxbus-logger
+wait_logged "$mark" "restarting plugin logger in" 10
+wait_logged "$mark" "plugin logger started serving network" 20
+new_pid=$(pgrep -x vxbus-logger)
+[[ -n $new_pid && $new_pid != "$pid" ]] || fail "no new logger process (old $pid, now '$new_pid')"
+docker exec log-a sh -c "$(send_frames 3 0 ecu0)"
+wait_until 10 "10 lines in $logs/body.log" bash -c "(( \$(wc -l <$logs/body.log) >= 10 ))"
+expect_eq "$(awk '{print $3}' "$logs/body.log" | tail -n 3)" "$(frames 3 0)" "frames after the restart"
+ok "restarted (pid $pid -> $new_pid) and recording again"
+
+step "docker network rm: the plugin is told to stop first; its vcan goes with the network"
+mark=$(log_mark)
+docker rm -f log-a log-b >/dev/null
+docker network rm logged >/dev/null
+wait_logged "$mark" "plugin logger stopped serving network" 10
+wait_logged "$mark" "network .* recording stopped.*plugin=logger" 10
+expect_nothing_left "removing the logged network"
+
+before=$(host_snapshot)
+refused() { # EXPECTED OPTIONS...: docker network create fails saying EXPECTED; nothing changes
+  local expected=$1 out
+  shift
+  out=$(docker network create -d "$PLUGIN" "$@" refused 2>&1) && fail "created with $*"
+  expect_contains "$out" "$expected" "docker network create $*"
+  expect_eq "$(host_snapshot)" "$before" "host after the refused create"
+  echo "refused: $out"
+}
+
+step "refusals: a plugin that refuses start, options its schema refuses, unknown and path-like ids"
+refused 'plugin logger: plugin.file `.hidden` is not allowed' -o plugin.driver=logger -o plugin.file=.hidden
+refused 'plugin.colour is not an item of plugin logger; its items: file' -o plugin.driver=logger -o plugin.colour=red
+refused "plugin.driver \`nosuch\`: no such plugin: not bundled (bundled: logger) and no socket $sockets/nosuch" \
+  -o plugin.driver=nosuch
+refused 'option `plugin.driver`: `../../usr/bin` is not allowed' -o plugin.driver=../../usr/bin
+ok "each refused with its reason; nothing left behind"
+
+step "an external plugin on $sockets/ext gets start and stop with the documented JSON"
+rm -f /tmp/ext.jsonl
+python3 "$ext" "$sockets/ext" /tmp/ext.jsonl ok &
+wait_until 10 "the external plugin's socket" test -S "$sockets/ext"
+docker network create -d "$PLUGIN" -o type=vcan -o device=mybus -o baudrate=19200 -o host_device=myhostbus \
+  -o plugin.driver=ext -o plugin.name="My Can" remotive >/dev/null
+id=$(docker network inspect -f '{{.Id}}' remotive)
+docker network rm remotive >/dev/null
+cat /tmp/ext.jsonl
+python3 - "$id" <<'EOF' || fail "the external plugin did not get the documented messages"
+import json, sys
+lines = [json.loads(l) for l in open("/tmp/ext.jsonl")]
+bus = {"type": "vcan", "device": "mybus", "host_device": "myhostbus", "baudrate": 19200,
+       "plugin": {"driver": "ext", "name": "My Can"}, "fd": True, "network_id": sys.argv[1],
+       "host_interface": "myhostbus"}
+expected = [{"version": 1, "action": a, "bus": bus} for a in ("start", "stop")]
+assert lines == expected, (lines, expected)
+EOF
+expect_nothing_left "the external plugin's network"
+ip link show myhostbus >/dev/null 2>&1 && fail "myhostbus left behind"
+ok "start and stop arrived as RemotiveBus plugins expect"
+
+step "an external plugin that never answers: the create fails after 5 s and leaves nothing"
+python3 "$ext" "$sockets/mute" /tmp/mute.jsonl silent &
+wait_until 10 "the silent plugin's socket" test -S "$sockets/mute"
+refused 'plugin mute: start: no answer from external plugin mute within 5000 ms' \
+  -o host_device=mutebus -o plugin.driver=mute
+ok "timed out with the plugin's name"
