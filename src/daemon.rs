@@ -71,13 +71,19 @@ pub async fn serve(
         let driver = driver.clone();
         async move { driver.resume_plugins().await }
     });
+    crate::control::serve(
+        &settings.control_socket_path(),
+        driver.clone(),
+        plugins.clone(),
+    )?;
     let listener = bind(&settings.socket)?;
     tracing::info!(
         "vxbus {VERSION} ready: serving Docker's network driver protocol on {} \
-         (state directory {}, plugin socket directory {})",
+         (state directory {}, plugin socket directory {}, control socket {})",
         settings.socket.display(),
         settings.state_dir.display(),
         settings.plugin_socket_dir.display(),
+        settings.control_socket_path().display(),
     );
 
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
@@ -97,6 +103,7 @@ pub async fn serve(
         }
     };
     remove_socket(&settings.socket);
+    remove_socket(&settings.control_socket_path());
     plugins.shutdown();
     served?;
     tracing::info!("vxbus {VERSION} stopped cleanly");

@@ -175,6 +175,11 @@ impl Driver {
         })
     }
 
+    /// The networks and endpoints as recorded, for `vxbus networks`.
+    pub async fn networks(&self) -> BTreeMap<String, Network> {
+        self.inner.lock().await.state.networks.clone()
+    }
+
     /// After a restart: starts each existing bus's plugin again (in the background; a bus
     /// works without its plugin, so failures are logged, not fatal).
     pub async fn resume_plugins(&self) {

@@ -6,6 +6,7 @@
 //! - [`settings`]: what the daemon is told (command line and `VXBUS_*` environment).
 //! - [`privileges`]: the kernel privileges it needs, checked once at start.
 //! - [`daemon`]: the process's life: socket, serving, graceful shutdown.
+//! - [`control`]: the control socket and the host-side `vxbus networks|plugins|settings|set`.
 //! - [`docker`]: Docker's remote network driver protocol.
 //! - [`bus`]: the network options of `docker network create`, validated into a bus spec.
 //! - [`ifname`]: interface names as the kernel accepts them.
@@ -16,6 +17,7 @@
 //! - [`sdk`]: the plugin side of the chunk protocol, for plugin authors.
 
 pub mod bus;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod docker;

@@ -14,6 +14,18 @@ use vxbus::{daemon, privileges, settings::Settings, VERSION};
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::parse();
+    if let Some(command) = settings.command.clone() {
+        // The host-side commands: ask the running daemon, print, exit.
+        return match vxbus::control::client(&settings.control_socket_path(), command, settings.json)
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("vxbus: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(settings.log.as_str()))
         // dockerd logs a managed plugin's stdout at level info and its stderr at level error:

@@ -46,10 +46,32 @@ pub struct Settings {
     #[arg(long, env = "VXBUS_PLUGIN_START_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub plugin_start_timeout: u64,
 
+    /// The control socket (`vxbus networks`, `plugins`, `settings`, `set`); default:
+    /// `control.sock` in the state directory.
+    #[arg(long, env = "VXBUS_CONTROL_SOCKET")]
+    pub control_socket: Option<PathBuf>,
+
+    /// With a command: print the daemon's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Without a command, vxbus runs the daemon; with one, it asks the running daemon.
+    #[command(subcommand)]
+    pub command: Option<crate::control::Command>,
+
     /// How much to log: one of off, error, warn, info, debug, trace, or per-module directives
     /// such as `vxbus=debug,info`.
     #[arg(long, env = "VXBUS_LOG", default_value = "info")]
     pub log: LogFilter,
+}
+
+impl Settings {
+    /// Where the control socket is.
+    pub fn control_socket_path(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(crate::control::SOCKET_NAME))
+    }
 }
 
 /// The log levels a [`LogFilter`] accepts, in increasing verbosity.

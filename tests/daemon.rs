@@ -289,3 +289,96 @@ fn refuses_a_log_level_that_is_not_one_and_names_the_setting() {
         "{log}"
     );
 }
+
+/// Runs the host-side `vxbus` command against `daemon`'s control socket: (success, stdout+stderr).
+fn ctl(daemon: &Daemon, args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("VXBUS_STATE_DIR", daemon.dir.path().join("state"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
+    if !net_admin_or_skip() {
+        return;
+    }
+    // The Python test plugin as the one bundled plugin.
+    let dir = tempfile::tempdir().unwrap();
+    let bundled = dir.path().join("bundled/py");
+    fs::create_dir_all(&bundled).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plugins/pyplugin");
+    for file in ["plugin.json", "plugin.py"] {
+        fs::copy(source.join(file), bundled.join(file)).unwrap();
+    }
+    let plugin_dir = dir.path().join("bundled");
+    let mut daemon = Daemon::spawn_in(dir, |command| {
+        command
+            .env("VXBUS_PLUGIN_DIR", &plugin_dir)
+            .env("PATH", std::env::var_os("PATH").unwrap());
+    });
+    daemon.wait_ready();
+    assert!(daemon.dir.path().join("state/control.sock").exists());
+
+    let (ok, out) = ctl(&daemon, &["plugins"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("py ") && l.contains("stopped")),
+        "{out}"
+    );
+
+    // Changing a setting runs the plugin (its schema comes from it) and keeps the value.
+    let (ok, out) = ctl(&daemon, &["set", "py", "greeting=hi"]);
+    assert!(ok, "{out}");
+    assert_eq!(out, "greeting = hi\n");
+    let (ok, out) = ctl(&daemon, &["settings", "py"]);
+    assert_eq!((ok, out.as_str()), (true, "greeting = hi\n"));
+    let (ok, out) = ctl(&daemon, &["--json", "plugins"]);
+    assert!(ok, "{out}");
+    let plugins: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plugins[0]["status"], "running");
+    assert_eq!(
+        plugins[0]["info"]["settings"]["greeting"]["default"],
+        "hello"
+    );
+
+    let (ok, out) = ctl(&daemon, &["set", "py", "volume=11"]);
+    assert!(!ok);
+    assert_eq!(
+        out,
+        "vxbus: volume is not an item of plugin py; its items: greeting\n"
+    );
+    let (ok, out) = ctl(&daemon, &["set", "py", "greeting"]);
+    assert_eq!(
+        (ok, out.as_str()),
+        (false, "vxbus: `greeting` is not ITEM=VALUE\n")
+    );
+    let (ok, out) = ctl(&daemon, &["networks"]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("NETWORK"), "{out}");
+
+    // The child dies with the daemon.
+    let pid = plugins[0]["pid"].as_i64().unwrap() as i32;
+    daemon.terminate();
+    assert!(daemon.wait_exit(Duration::from_secs(15)).success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kill(Pid::from_raw(pid), None).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "plugin process {pid} outlived the daemon"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !daemon.dir.path().join("state/control.sock").exists(),
+        "control socket left behind"
+    );
+    let (ok, out) = ctl(&daemon, &["plugins"]);
+    assert!(!ok && out.contains("is the vxbus plugin enabled"), "{out}");
+}

@@ -753,13 +753,26 @@ impl Supervisor {
         Ok(stored.values)
     }
 
-    /// The plugin's settings now, as stored (empty when it never registered here).
+    /// The plugin's settings now, as stored (empty when it never registered here), passwords
+    /// hidden: for showing.
     pub fn settings(&self, id: &str) -> Result<Map<String, Value>, PluginError> {
-        Ok(self
+        let stored = self
             .load_settings(id)
             .map_err(|m| PluginError::failed(id, m))?
-            .unwrap_or_default()
-            .values)
+            .unwrap_or_default();
+        Ok(stored
+            .values
+            .iter()
+            .map(|(name, value)| {
+                let shown = match stored.schema.0.get(name) {
+                    Some(item) if item.kind == super::schema::ItemType::Password => {
+                        Value::from(item.shown(value))
+                    }
+                    _ => value.clone(),
+                };
+                (name.clone(), shown)
+            })
+            .collect())
     }
 
     /// Answers what a child asks the daemon.
