@@ -14,7 +14,7 @@ BINS        := $(BIN) target/release/vxbus-logger
 # e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
 SCENARIOS   ?=
 
-.PHONY: help deps build unit plugin-dir plugin push e2e test demo soak bench vm-shell clean
+.PHONY: help deps build unit plugin-dir plugin push e2e test demo soak bench bench-chunk fuzz vm-shell clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -66,10 +66,14 @@ soak: ## create/attach 3 containers/send/remove, $(CYCLES) times (default 100), 
 	$(MAKE) --no-print-directory plugin-dir
 	VXBUS_SOAK_CYCLES=$(or $(CYCLES),100) VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),7200) tests/vm/run soak
 
-bench: ## throughput, latency, loss and attach time, vxbus vs a bare vxcan pair, in the VM; prints a table
+bench: ## the bus (in the VM) and the chunk protocol (here): figures vs their floors, as tables
 	$(MAKE) --no-print-directory deps
 	$(MAKE) --no-print-directory plugin-dir
 	VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),3600) tests/vm/run bench
+	$(MAKE) --no-print-directory bench-chunk
+
+bench-chunk: ## chunk round trips/s and p50/p99 to a child process, 64 B and 64 KiB, 1 and 64 in flight, vs bare pipes
+	cargo run --release --locked --example chunkbench -- $(or $(SECONDS),3)
 
 vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the plugin ready
 	tests/vm/run shell

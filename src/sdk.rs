@@ -123,13 +123,17 @@ impl Host {
                     handler,
                 )
             }
-            Err(_) => Connection::spawn(
-                format!("vxbus (as plugin {id})"),
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-                codec,
-                handler,
-            ),
+            Err(_) => match stdio_pipes() {
+                Ok((reader, writer)) => Connection::spawn(format!("vxbus (as plugin {id})"), reader, writer, codec, handler),
+                // Not pipes (a terminal, a file): tokio's stdio, which reads on a blocking thread.
+                Err(_) => Connection::spawn(
+                    format!("vxbus (as plugin {id})"),
+                    tokio::io::stdin(),
+                    tokio::io::stdout(),
+                    codec,
+                    handler,
+                ),
+            },
         };
         let body = serde_json::to_vec(info)?;
         let answer = conn
@@ -205,6 +209,19 @@ impl Host {
     pub async fn closed(&self) -> Arc<str> {
         self.conn.closed().await
     }
+}
+
+/// stdin and stdout as non-blocking pipe ends, when they are pipes (as when vxbus starts a
+/// plugin without `VXBUS_CHUNK_FDS`): reads and writes go through the runtime's epoll instead of
+/// a blocking thread per read.
+pub fn stdio_pipes() -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok((
+        tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)?,
+        tokio::net::unix::pipe::Sender::from_owned_fd(stdout)?,
+    ))
 }
 
 fn parse_fds(text: &str) -> anyhow::Result<(i32, i32)> {

@@ -12,6 +12,8 @@ sockets=/run/vxbus/plugins
 ext="$VXBUS_REPO/tests/e2e/ext-plugin.py"
 on_exit "docker rm -f log-a log-b; docker network rm logged remotive; pkill -f ext-plugin.py; rm -f $sockets/ext $sockets/mute"
 
+log_ends_with() { [[ $(tail -n "$1" "$logs/body.log" | awk '{print $3}') == "$2" ]]; } # N FRAMES
+
 step "plugin.driver=logger: the plugin is spawned, registers and records what containers send"
 mark=$(log_mark)
 docker network create -d "$PLUGIN" -o device=ecu -o plugin.driver=logger -o plugin.file=body logged >/dev/null
@@ -48,6 +50,38 @@ docker exec log-a sh -c "$(send_frames 3 0 ecu0)"
 wait_until 10 "10 lines in $logs/body.log" bash -c "(( \$(wc -l <$logs/body.log) >= 10 ))"
 expect_eq "$(awk '{print $3}' "$logs/body.log" | tail -n 3)" "$(frames 3 0)" "frames after the restart"
 ok "restarted (pid $pid -> $new_pid) and recording again"
+
+step "vxbus plugins / set on the host: a setting reaches the running logger without a restart"
+vxbus="$VXBUS_REPO/target/release/vxbus"
+"$vxbus" plugins
+expect_contains "$("$vxbus" plugins)" "logger        running" "vxbus plugins"
+expect_contains "$("$vxbus" networks)" "plugin.driver=logger" "vxbus networks"
+pid=$(pgrep -x vxbus-logger)
+mark=$(log_mark)
+"$vxbus" set logger max_file_size=4096
+"$vxbus" set logger max_files=2
+wait_logged "$mark" "settings now: max_file_size 4096 bytes, max_files 2.*plugin=logger" 10
+expect_eq "$(pgrep -x vxbus-logger)" "$pid" "logger pid after reconfigure"
+# About 45 bytes a line: 200 frames fill 4096 bytes twice; with max_files=2 one old file is kept.
+docker exec log-a sh -c 'i=0; while [ $i -lt 200 ]; do cansend ecu0 321#00; i=$((i+1)); done'
+wait_until 20 "a rotated log" test -f "$logs/body.log.1"
+sleep 1
+ls -l "$logs"
+[[ ! -e $logs/body.log.2 ]] || fail "max_files=2 kept body.log.2"
+(($(stat -c %s "$logs/body.log.1") <= 4096)) || fail "body.log.1 is over 4096 bytes"
+expect_contains "$("$vxbus" settings logger)" "max_file_size = 4096" "vxbus settings logger"
+ok "reconfigured in place (pid $pid); rotated at 4096 bytes keeping 2 files"
+
+step "plugin disable -f / enable: the daemon's restart starts the logger again for its bus"
+mark=$(log_mark)
+docker plugin disable -f "$PLUGIN" >/dev/null
+wait_until 20 "the logger to die with the daemon" bash -c '! pgrep -x vxbus-logger'
+docker plugin enable "$PLUGIN" >/dev/null
+wait_logged "$mark" "plugin logger started serving network" 30
+docker exec log-a sh -c "$(send_frames 2 0 ecu0)"
+wait_until 10 "the 2 frames at the end of body.log" log_ends_with 2 "$(frames 2 0)"
+expect_contains "$("$vxbus" settings logger)" "max_files = 2" "settings kept across the restart"
+ok "the logger serves its bus again after the daemon restarted; settings kept"
 
 step "docker network rm: the plugin is told to stop first; its vcan goes with the network"
 mark=$(log_mark)
