@@ -80,3 +80,7 @@ vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the 
 
 clean: ## remove build outputs (keeps the downloaded kernel under target/vm)
 	rm -rf build target/release target/debug target/vm/out
+
+fuzz: ## fuzz the chunk decoder for $(SECONDS) s (default 60) with cargo fuzz (installed if missing)
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_decoder -- -max_total_time=$(or $(SECONDS),60)

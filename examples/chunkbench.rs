@@ -57,7 +57,9 @@ async fn chunk_row(size: usize, inflight: usize, run_for: Duration) -> Row {
     );
     let payload = Bytes::from(vec![0x5a; size]);
     // Warm up: the child is running and its connection answers.
-    conn.call("echo", payload.clone(), Duration::from_secs(10)).await.unwrap();
+    conn.call("echo", payload.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..inflight {
@@ -66,7 +68,10 @@ async fn chunk_row(size: usize, inflight: usize, run_for: Duration) -> Row {
             let mut latencies = Vec::new();
             while start.elapsed() < run_for {
                 let sent = Instant::now();
-                let answer = conn.call("echo", payload.clone(), Duration::from_secs(10)).await.unwrap();
+                let answer = conn
+                    .call("echo", payload.clone(), Duration::from_secs(10))
+                    .await
+                    .unwrap();
                 assert_eq!(answer.len(), payload.len());
                 latencies.push(sent.elapsed());
             }

@@ -124,7 +124,13 @@ impl Host {
                 )
             }
             Err(_) => match stdio_pipes() {
-                Ok((reader, writer)) => Connection::spawn(format!("vxbus (as plugin {id})"), reader, writer, codec, handler),
+                Ok((reader, writer)) => Connection::spawn(
+                    format!("vxbus (as plugin {id})"),
+                    reader,
+                    writer,
+                    codec,
+                    handler,
+                ),
                 // Not pipes (a terminal, a file): tokio's stdio, which reads on a blocking thread.
                 Err(_) => Connection::spawn(
                     format!("vxbus (as plugin {id})"),
@@ -214,7 +220,10 @@ impl Host {
 /// stdin and stdout as non-blocking pipe ends, when they are pipes (as when vxbus starts a
 /// plugin without `VXBUS_CHUNK_FDS`): reads and writes go through the runtime's epoll instead of
 /// a blocking thread per read.
-pub fn stdio_pipes() -> std::io::Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+pub fn stdio_pipes() -> std::io::Result<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Sender,
+)> {
     use std::os::fd::AsFd;
     let stdin = std::io::stdin().as_fd().try_clone_to_owned()?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;

@@ -99,7 +99,7 @@ pub struct SupervisorConfig {
     /// External plugins' sockets: `<dir>/<id>`.
     pub socket_dir: PathBuf,
     pub start_timeout: Duration,
-    /// The first restart's delay; each next one doubles it, up to 64 times it.
+    /// The first restart's delay; each next one doubles it.
     pub restart_backoff: Duration,
 }
 
@@ -600,7 +600,7 @@ impl Supervisor {
             child.set_status(Status::Failed);
             return;
         }
-        let delay = self.config.restart_backoff * (1 << (restarts - 1).min(6));
+        let delay = self.config.restart_backoff * (1 << (restarts - 1).min(MAX_RESTARTS));
         tracing::info!(plugin = %child.id, "restarting plugin {} in {} ms (restart {restarts} of at most {MAX_RESTARTS})",
             child.id, delay.as_millis());
         tokio::time::sleep(delay).await;
