@@ -182,7 +182,7 @@ fn human(command: &Command, value: &Value) -> String {
             out += "NETWORK       HOST INTERFACE  OPTIONS\n";
             for (id, network) in value.as_object().into_iter().flatten() {
                 let host = network["host_device"]["name"].as_str().unwrap_or("-");
-                let options: Vec<String> = network["options"]["com.docker.network.generic"]
+                let options: Vec<String> = network["options"]
                     .as_object()
                     .into_iter()
                     .flatten()
@@ -212,6 +212,7 @@ fn human(command: &Command, value: &Value) -> String {
             }
         }
         Command::Plugins => {
+            // PIDs are in the plugin's PID namespace (the managed plugin's own, under Docker).
             out += "PLUGIN        STATUS    PID      RESTARTS  NETWORKS  LAST ERROR\n";
             for plugin in value.as_array().into_iter().flatten() {
                 out += &format!(
