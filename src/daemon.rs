@@ -104,7 +104,7 @@ pub async fn serve(
     };
     remove_socket(&settings.socket);
     remove_socket(&settings.control_socket_path());
-    plugins.shutdown();
+    plugins.shutdown().await;
     served?;
     tracing::info!("vxbus {VERSION} stopped cleanly");
     Ok(())

@@ -20,7 +20,8 @@ use vxbus::plugins::{
     supervisor::{PluginError, Status, Supervisor, SupervisorConfig},
 };
 
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// Generous: a loaded CI machine may take a second or more to start Python.
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Bed {
     dir: TempDir,
@@ -141,7 +142,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        self.supervisor.shutdown();
+        self.supervisor.kill_all();
     }
 }
 
@@ -231,7 +232,7 @@ async fn a_refusing_or_silent_plugin_fails_start_with_its_message() {
     let hang = bed.bus("n2", "py", &[("mode", "hang")]).await.unwrap();
     assert_eq!(
         bed.supervisor.start(&hang).await.unwrap_err().to_string(),
-        "plugin py: start: no answer to `start` within 2000 ms"
+        "plugin py: start: no answer to `start` within 5000 ms"
     );
     // Neither network is recorded as served.
     assert!(bed.report("py").networks.is_empty());
@@ -244,7 +245,7 @@ async fn a_plugin_that_never_registers_is_killed() {
     let err = bed.bus("n", "mute", &[]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "plugin mute: did not register within 2000 ms"
+        "plugin mute: did not register within 5000 ms"
     );
     bed.add_program("dies", "exit 3");
     let err = bed.bus("n", "dies", &[]).await.unwrap_err().to_string();
@@ -293,14 +294,17 @@ async fn a_plugin_that_keeps_crashing_is_marked_failed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The first start and one per restart.
+    // Five restarts, then failed; each restart that registered was told to start the bus again.
     assert_eq!(
-        bed.events("py")
-            .iter()
-            .filter(|e| e["event"] == "start")
-            .count(),
-        6
+        bed.report("py").restarts,
+        vxbus::plugins::supervisor::MAX_RESTARTS + 1
     );
+    let starts = bed
+        .events("py")
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .count();
+    assert!((2..=6).contains(&starts), "{starts} starts");
     // A new network naming it tries again.
     let ok = bed.bus("net2", "py", &[]).await.unwrap();
     bed.supervisor.start(&ok).await.unwrap();
@@ -334,14 +338,16 @@ async fn settings_are_kept_and_a_change_reaches_the_running_plugin() {
         "volume is not an item of plugin py; its items: greeting"
     );
     // The daemon restarts: the plugin registers again and gets the kept value.
-    bed.supervisor.shutdown();
+    bed.supervisor.shutdown().await;
+    // A stopping daemon closes the pipes: the plugin read end-of-file and exited by itself.
+    bed.wait_events("py", "eof", 1).await;
     let again = Bed::supervisor(bed.dir.path());
     again.prepare("py", &BTreeMap::new()).await.unwrap();
     assert_eq!(
         bed.wait_events("py", "registered", 2).await[1]["settings"],
         json!({"greeting": "hi"})
     );
-    again.shutdown();
+    again.shutdown().await;
 }
 
 #[tokio::test]
@@ -477,6 +483,6 @@ async fn external_plugins_get_the_documented_json_on_their_socket() {
     let bus = bed.bus("n", "silent", &[]).await.unwrap();
     assert_eq!(
         bed.supervisor.start(&bus).await.unwrap_err().to_string(),
-        "plugin silent: start: no answer from external plugin silent within 2000 ms"
+        "plugin silent: start: no answer from external plugin silent within 5000 ms"
     );
 }

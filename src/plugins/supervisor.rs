@@ -637,19 +637,42 @@ impl Supervisor {
         }
     }
 
-    /// Stops every child (the daemon is stopping); children also die with it on their own.
-    pub fn shutdown(&self) {
+    /// Stops every child (the daemon is stopping): closes each one's pipes, so that it reads
+    /// end-of-file and exits on its own (the SDK does, and the logger flushes its file), waits up
+    /// to 2 s, then kills what is left.
+    pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let children: Vec<Arc<Child>> = self
-            .children
+        let children = self.all_children();
+        for child in &children {
+            if let Some(conn) = child.lock().conn.clone() {
+                conn.close("vxbus is stopping");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && children.iter().any(|c| c.lock().pid.is_some()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill_all();
+    }
+
+    /// Kills every child now (and stops restarting them). Children also die with the daemon on
+    /// their own (parent-death signal).
+    pub fn kill_all(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for child in self.all_children() {
+            if child.lock().pid.is_some() {
+                self.kill(&child, "vxbus is stopping");
+            }
+        }
+    }
+
+    fn all_children(&self) -> Vec<Arc<Child>> {
+        self.children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
-        for child in children {
-            self.kill(&child, "vxbus is stopping");
-        }
+            .collect()
     }
 
     /// Every plugin known, bundled ones included.

@@ -167,6 +167,7 @@ def reader():
         try:
             thread, direction, cmd, buf = read_chunk()
         except EOFError:
+            record("eof")
             print("vxbus closed the connection; exiting", file=sys.stderr, flush=True)
             os._exit(0)
         if direction in (2, 4):
