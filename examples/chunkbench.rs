@@ -156,14 +156,26 @@ fn echo_raw() {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let arg = std::env::args().nth(1).unwrap_or_default();
     match arg.as_str() {
-        "--echo-chunk" => return echo_chunk().await,
+        // The child runs as the bundled logger does: a single-threaded runtime.
+        "--echo-chunk" => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            return runtime.block_on(echo_chunk());
+        }
         "--echo-raw" => return echo_raw(),
         _ => {}
     }
+    // The parent runs as the daemon does: tokio's multi-threaded runtime.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(measure(&arg));
+}
+
+async fn measure(arg: &str) {
     let seconds: f64 = arg.parse().unwrap_or(3.0);
     let run_for = Duration::from_secs_f64(seconds);
     println!("chunk protocol over pipes to a child process, {seconds} s per row, this machine ({} cores)", 
