@@ -486,3 +486,32 @@ async fn external_plugins_get_the_documented_json_on_their_socket() {
         "plugin silent: start: no answer from external plugin silent within 5000 ms"
     );
 }
+
+#[tokio::test]
+async fn settings_kept_from_an_older_schema_are_merged_at_registration() {
+    let bed = Bed::new(&["py"]);
+    // What an older version of the plugin left: `greeting` was an integer, `volume` is gone now.
+    let stored = bed.dir.path().join("state/plugin-settings/py.json");
+    std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+    std::fs::write(
+        &stored,
+        json!({
+            "schema": {
+                "greeting": {"type": "integer", "default": "1", "description": "old"},
+                "volume": {"type": "integer", "default": "3", "description": "old"}
+            },
+            "values": {"greeting": 7, "volume": 11}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    bed.bus("n", "py", &[]).await.unwrap();
+    // The type changed: back to the new default; the removed item is dropped.
+    assert_eq!(
+        bed.wait_events("py", "registered", 1).await[0]["settings"],
+        json!({"greeting": "hello"})
+    );
+    let kept: Value = serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
+    assert_eq!(kept["values"], json!({"greeting": "hello"}));
+    assert_eq!(kept["schema"]["greeting"]["type"], "string");
+}
