@@ -37,6 +37,11 @@ create_fails_with 'option `host_device`: `lo` exists and is not a CAN interface'
 expect_eq "$(ip -o link show | grep -c 'myhostbus\|vcan0')" 0 "host devices made by refused creates"
 
 step "a RemotiveBus definition creates a working bus, unchanged"
+# Its plugin id names a plugin that must exist: here an external one on the plugin socket, as
+# RemotiveBus's Kvaser plugin binds it (the real one comes with the Kvaser LIN bridge).
+python3 "$VXBUS_REPO/tests/e2e/ext-plugin.py" /run/vxbus/plugins/kvaser /tmp/kvaser.jsonl ok &
+on_exit 'pkill -f "ext-plugin.py /run/vxbus/plugins/kvaser"; rm -f /run/vxbus/plugins/kvaser'
+wait_until 10 "the stand-in kvaser plugin's socket" test -S /run/vxbus/plugins/kvaser
 docker network create -d "$PLUGIN" -o type=vcan -o device=mybus -o baudrate=19200 -o host_device=myhostbus \
   -o plugin.driver=kvaser -o plugin.host_mode=master remotive >/dev/null
 options=$(docker network inspect -f '{{json .Options}}' remotive)
