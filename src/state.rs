@@ -134,16 +134,10 @@ impl StateFile {
     /// Replaces the file with `state`: written to a temporary file beside it, synced, renamed
     /// over it, and the directory synced, so a crash leaves the old file or the new, never half.
     pub fn save(&self, state: &State) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let write = || -> io::Result<()> {
-            let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-            serde_json::to_writer_pretty(&mut temp, state)?;
-            temp.write_all(b"\n")?;
-            temp.as_file().sync_all()?;
-            temp.persist(&self.path).map_err(|err| err.error)?;
-            fs::File::open(dir)?.sync_all()
-        };
-        write().with_context(|| format!("writing {}", self.path.display()))
+        let mut bytes = serde_json::to_vec_pretty(state)?;
+        bytes.push(b'\n');
+        write_atomically(&self.path, &bytes)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Moves an unreadable file aside (`state.json.unreadable`), so the daemon can start and the
@@ -154,6 +148,17 @@ impl StateFile {
             .with_context(|| format!("moving {} aside", self.path.display()))?;
         Ok(aside)
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a part:
+/// a temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|err| err.error)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::{
         fd::{AsRawFd, OwnedFd},
         unix::process::CommandExt as _,
     },
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -718,11 +718,11 @@ impl Supervisor {
 
     fn save_settings(&self, id: &str, stored: &StoredSettings) -> Result<(), String> {
         let path = self.settings_path(id);
-        write_atomically(
-            &path,
-            &serde_json::to_vec_pretty(stored).expect("settings serialize"),
-        )
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+        let bytes = serde_json::to_vec_pretty(stored).expect("settings serialize");
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| crate::state::write_atomically(&path, &bytes))
+            .map_err(|e| format!("writing {}: {e}", path.display()))
     }
 
     /// Changes one setting of plugin `id`: checked against its schema, kept on disk, and sent to
@@ -1143,15 +1143,4 @@ fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Resul
     }
     // Inheritable capabilities would survive exec for root; clear them.
     caps::clear(None, caps::CapSet::Inheritable).map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("a settings path has a directory");
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
