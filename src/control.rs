@@ -101,7 +101,6 @@ async fn run(
     driver: &Driver,
     plugins: &Arc<Supervisor>,
 ) -> Result<Value, String> {
-    let json = |v: &dyn erased_serialize::Ser| v.value();
     match command {
         Command::Networks => Ok(json(&driver.networks().await)),
         Command::Plugins => Ok(json(&plugins.report())),
@@ -123,15 +122,9 @@ async fn run(
     }
 }
 
-mod erased_serialize {
-    pub trait Ser {
-        fn value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).expect("a control answer serializes")
-        }
-    }
+/// An answer's JSON value. Every answer type here serializes (no maps with non-string keys).
+fn json<T: Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).expect("a control answer serializes")
 }
 
 /// The host side: sends `command` to the daemon on `socket` and prints the answer for a person

@@ -305,9 +305,7 @@ impl Driver {
         // The plugin first, while the bus it serves still exists.
         if let (Ok(spec), Some(host)) = (inner.spec(id), &network.host_device) {
             if let Some(request) = &spec.plugin {
-                let prepared = Prepared {
-                    plugin: plugin_map(&request.driver, &request.options),
-                };
+                let prepared = Prepared::untyped(&request.driver, &request.options);
                 self.plugins
                     .stop(&bus_of(id, &spec, &host.name, prepared))
                     .await;
@@ -504,19 +502,6 @@ fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
         .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
         .and_then(|digits| format!("{PLUGIN_HOST_PREFIX}{digits}").parse().ok())
         .ok_or_else(|| anyhow!("network ID `{id}` is not the hex ID Docker gives networks").into())
-}
-
-/// `driver` and the items as given, untyped: what `stop` carries when the typed values are
-/// not at hand (the plugin may be gone).
-fn plugin_map(driver: &str, options: &BTreeMap<String, String>) -> Map<String, Value> {
-    let mut plugin = Map::new();
-    plugin.insert("driver".into(), Value::from(driver));
-    plugin.extend(
-        options
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
-    );
-    plugin
 }
 
 /// The bus as its plugin is told about it.

@@ -150,6 +150,13 @@ struct ChildState {
     generation: u64,
 }
 
+impl ChildState {
+    /// The connection, while the plugin is registered and running.
+    fn running_conn(&self) -> Option<Connection> {
+        self.conn.clone().filter(|_| self.status == Status::Running)
+    }
+}
+
 struct Child {
     id: String,
     dir: PathBuf,
@@ -187,6 +194,21 @@ pub struct Supervisor {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub plugin: Map<String, Value>,
+}
+
+impl Prepared {
+    /// `driver` and the items as given, as text: what an external plugin gets, and what `stop`
+    /// carries when the typed values are not at hand (the plugin may be gone).
+    pub fn untyped(driver: &str, options: &BTreeMap<String, String>) -> Prepared {
+        let mut plugin = Map::new();
+        plugin.insert("driver".into(), Value::from(driver));
+        plugin.extend(
+            options
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
+        );
+        Prepared { plugin }
+    }
 }
 
 impl Supervisor {
@@ -268,39 +290,30 @@ impl Supervisor {
         id: &str,
         options: &BTreeMap<String, String>,
     ) -> Result<Prepared, PluginError> {
-        let mut plugin = Map::new();
-        plugin.insert("driver".into(), Value::from(id));
-        match self.child(id)? {
-            Some(child) => {
-                let (_, info) = self.ensure_running(&child).await?;
-                let typed = info.config.resolve(
-                    options,
-                    Context {
-                        plugin: id,
-                        prefix: "plugin.",
+        let Some(child) = self.child(id)? else {
+            if !self.socket(id).exists() {
+                return Err(PluginError::Unknown {
+                    id: id.to_owned(),
+                    bundled: match self.bundled_ids() {
+                        ids if ids.is_empty() => "none".into(),
+                        ids => ids.join(", "),
                     },
-                )?;
-                plugin.extend(typed);
+                    socket: self.socket(id).display().to_string(),
+                });
             }
-            None => {
-                if !self.socket(id).exists() {
-                    return Err(PluginError::Unknown {
-                        id: id.to_owned(),
-                        bundled: match self.bundled_ids() {
-                            ids if ids.is_empty() => "none".into(),
-                            ids => ids.join(", "),
-                        },
-                        socket: self.socket(id).display().to_string(),
-                    });
-                }
-                plugin.extend(
-                    options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::from(v.as_str()))),
-                );
-            }
-        }
-        Ok(Prepared { plugin })
+            return Ok(Prepared::untyped(id, options));
+        };
+        let (_, info) = self.ensure_running(&child).await?;
+        let typed = info.config.resolve(
+            options,
+            Context {
+                plugin: id,
+                prefix: "plugin.",
+            },
+        )?;
+        let mut prepared = Prepared::untyped(id, &BTreeMap::new());
+        prepared.plugin.extend(typed);
+        Ok(prepared)
     }
 
     /// Tells the bus's plugin to start serving it, waiting up to the start timeout.
@@ -319,10 +332,14 @@ impl Supervisor {
                 tracing::info!(plugin = %id, "plugin {id} started serving network {}", bus.network_id);
                 Ok(())
             }
-            None => external::send(&self.socket(id), id, &message, self.config.start_timeout)
-                .await
-                .map_err(|message| PluginError::failed(id, message)),
+            None => self.send_external(id, &message).await,
         }
+    }
+
+    async fn send_external(&self, id: &str, message: &Lifecycle) -> Result<(), PluginError> {
+        external::send(&self.socket(id), id, message, self.config.start_timeout)
+            .await
+            .map_err(|message| PluginError::failed(id, message))
     }
 
     /// Tells the bus's plugin to stop serving it: best effort, failures logged.
@@ -334,10 +351,7 @@ impl Supervisor {
                 let conn = {
                     let mut state = child.lock();
                     state.networks.remove(&bus.network_id);
-                    state
-                        .conn
-                        .clone()
-                        .filter(|_| state.status == Status::Running)
+                    state.running_conn()
                 };
                 match conn {
                     Some(conn) => {
@@ -347,9 +361,7 @@ impl Supervisor {
                     None => Err(PluginError::failed(id, "not running; nothing to tell")),
                 }
             }
-            Ok(None) => external::send(&self.socket(id), id, &message, self.config.start_timeout)
-                .await
-                .map_err(|message| PluginError::failed(id, message)),
+            Ok(None) => self.send_external(id, &message).await,
             Err(err) => Err(err),
         };
         match result {
@@ -369,8 +381,10 @@ impl Supervisor {
         cmd: &str,
         message: &Lifecycle,
     ) -> Result<(), PluginError> {
-        let body = serde_json::to_vec(message).expect("a lifecycle message serializes");
-        match conn.call(cmd, body, self.config.start_timeout).await {
+        match conn
+            .call(cmd, json(message), self.config.start_timeout)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(CallError::Remote(message)) => Err(PluginError::failed(&child.id, message)),
             Err(err) => Err(PluginError::failed(&child.id, format!("{cmd}: {err}"))),
@@ -383,25 +397,18 @@ impl Supervisor {
         child: &Arc<Child>,
     ) -> Result<(Connection, PluginInfo), PluginError> {
         let mut changed = child.changed.subscribe();
+        // Running or Starting: the loop below waits for (or finds) the registration.
         let spawn = {
             let mut state = child.lock();
-            match state.status {
-                Status::Running => {
-                    if let (Some(conn), Some(info)) = (&state.conn, &state.info) {
-                        return Ok((conn.clone(), info.clone()));
-                    }
-                    false
+            let idle = matches!(state.status, Status::Stopped | Status::Failed);
+            if idle {
+                // A new use of a failed plugin tries again, from a clean count.
+                if state.status == Status::Failed {
+                    state.restarts = 0;
                 }
-                Status::Starting => false,
-                Status::Stopped | Status::Failed => {
-                    // A new use of a failed plugin tries again, from a clean count.
-                    if state.status == Status::Failed {
-                        state.restarts = 0;
-                    }
-                    state.status = Status::Starting;
-                    true
-                }
+                state.status = Status::Starting;
             }
+            idle
         };
         if spawn {
             if let Err(message) = self.spawn(child) {
@@ -758,10 +765,9 @@ impl Supervisor {
             .map_err(|m| PluginError::failed(id, m))?;
         let conn = child.lock().conn.clone();
         if let Some(conn) = conn {
-            let body = serde_json::to_vec(&Reconfigure {
+            let body = json(&Reconfigure {
                 settings: stored.values.clone(),
-            })
-            .expect("serializes");
+            });
             conn.call(proto::RECONFIGURE, body, self.config.start_timeout)
                 .await
                 .map_err(|e| PluginError::failed(id, format!("reconfigure: {e}")))?;
@@ -817,7 +823,6 @@ impl Supervisor {
         generation: u64,
         incoming: Incoming,
     ) -> Result<Bytes, String> {
-        let json = |v: &dyn erased::Json| v.to_bytes();
         match incoming.cmd.as_str() {
             proto::REGISTER => {
                 let info: PluginInfo = serde_json::from_slice(&incoming.buffer)
@@ -956,11 +961,8 @@ impl Supervisor {
 
     fn running_conn(&self, id: &str) -> Option<Connection> {
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        let state = children.get(id)?.lock();
-        state
-            .conn
-            .clone()
-            .filter(|_| state.status == Status::Running)
+        let conn = children.get(id)?.lock().running_conn();
+        conn
     }
 
     fn connected_names(&self) -> Vec<String> {
@@ -979,20 +981,12 @@ impl Supervisor {
             children
                 .values()
                 .filter(|c| c.id != id)
-                .filter_map(|c| {
-                    // Not running_conn(): it takes the `children` lock held here.
-                    let state = c.lock();
-                    state
-                        .conn
-                        .clone()
-                        .filter(|_| state.status == Status::Running)
-                })
+                .filter_map(|c| c.lock().running_conn())
                 .collect()
         };
-        let body = serde_json::to_vec(&PluginName {
+        let body = json(&PluginName {
             name: id.to_owned(),
-        })
-        .expect("serializes");
+        });
         for conn in others {
             let _ = conn.notify(cmd, body.clone()).await;
         }
@@ -1024,18 +1018,11 @@ impl Supervisor {
     }
 }
 
-/// JSON bodies, without repeating `serde_json::to_vec(...).expect(...)` at every answer.
-mod erased {
-    pub trait Json {
-        fn to_bytes(&self) -> bytes::Bytes;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_bytes(&self) -> bytes::Bytes {
-            serde_json::to_vec(self)
-                .expect("a message serializes")
-                .into()
-        }
-    }
+/// A message's JSON body. Every message type here serializes (no maps with non-string keys).
+fn json<T: Serialize>(message: &T) -> Bytes {
+    serde_json::to_vec(message)
+        .expect("a message serializes")
+        .into()
 }
 
 fn driver_of(bus: &Bus) -> &str {
