@@ -13,7 +13,7 @@ use std::{
     collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -32,12 +32,21 @@ use vxbus::{
 struct Logger {
     /// The recording task of each network served, by network id.
     recorders: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// The rotation settings every recorder reads before each write: set from the settings at
+    /// each start and by reconfigure, so a frame costs a copy of two numbers, not of the settings.
+    rotation: Arc<Mutex<Rotation>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Rotation {
     max_file_size: u64,
     max_files: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        rotation(&Map::new())
+    }
 }
 
 fn rotation(settings: &Map<String, Value>) -> Rotation {
@@ -94,10 +103,11 @@ impl BusPlugin for Logger {
             bus.host_interface,
             path.display()
         );
-        let host = host.clone();
+        *self.rotation.lock().unwrap() = rotation(&host.settings());
+        let limits = self.rotation.clone();
         let iface = bus.host_interface.clone();
         let task = tokio::spawn(async move {
-            if let Err(err) = record(socket, &iface, file, &path, &host).await {
+            if let Err(err) = record(socket, &iface, file, &path, &limits).await {
                 eprintln!("recording {iface} to {}: {err}", path.display());
             }
         });
@@ -119,8 +129,9 @@ impl BusPlugin for Logger {
     }
 
     async fn reconfigure(&self, _host: &Host, settings: Map<String, Value>) -> Result<(), String> {
-        // The recorders read the settings at each write; nothing to restart.
+        // The recorders read the rotation at each write; nothing to restart.
         let r = rotation(&settings);
+        *self.rotation.lock().unwrap() = r;
         eprintln!(
             "settings now: max_file_size {} bytes, max_files {}",
             r.max_file_size, r.max_files
@@ -143,7 +154,7 @@ async fn record(
     iface: &str,
     mut file: std::io::BufWriter<std::fs::File>,
     path: &PathBuf,
-    host: &Host,
+    limits: &Mutex<Rotation>,
 ) -> Result<(), String> {
     let mut size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     loop {
@@ -157,7 +168,7 @@ async fn record(
                 Ok(frame) => frame.map_err(|e| format!("reading {iface}: {e}"))?,
             };
         let line = candump_line(SystemTime::now(), iface, &frame);
-        let r = rotation(&host.settings());
+        let r = *limits.lock().unwrap();
         if size > 0 && size + line.len() as u64 > r.max_file_size {
             file.flush().map_err(|e| e.to_string())?;
             rotate(path, r.max_files).map_err(|e| format!("rotating {}: {e}", path.display()))?;
