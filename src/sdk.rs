@@ -107,6 +107,7 @@ impl Host {
     pub async fn connect(info: &PluginInfo, handler: Handler) -> anyhow::Result<Host> {
         let id = std::env::var(proto::ENV_PLUGIN_ID).unwrap_or_else(|_| info.name.clone());
         let codec = ChunkCodec::default();
+        let peer = format!("vxbus (as plugin {id})");
         let conn = match std::env::var(proto::ENV_CHUNK_FDS) {
             Ok(fds) => {
                 let (read, write) = parse_fds(&fds)?;
@@ -118,25 +119,13 @@ impl Host {
                     .context("VXBUS_CHUNK_FDS read end")?;
                 let writer = tokio::net::unix::pipe::Sender::from_owned_fd(write)
                     .context("VXBUS_CHUNK_FDS write end")?;
-                Connection::spawn(
-                    format!("vxbus (as plugin {id})"),
-                    reader,
-                    writer,
-                    codec,
-                    handler,
-                )
+                Connection::spawn(peer, reader, writer, codec, handler)
             }
             Err(_) => match stdio_pipes() {
-                Ok((reader, writer)) => Connection::spawn(
-                    format!("vxbus (as plugin {id})"),
-                    reader,
-                    writer,
-                    codec,
-                    handler,
-                ),
+                Ok((reader, writer)) => Connection::spawn(peer, reader, writer, codec, handler),
                 // Not pipes (a terminal, a file): tokio's stdio, which reads on a blocking thread.
                 Err(_) => Connection::spawn(
-                    format!("vxbus (as plugin {id})"),
+                    peer,
                     tokio::io::stdin(),
                     tokio::io::stdout(),
                     codec,
