@@ -47,8 +47,11 @@ log_since() { tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log"; }
 wait_logged() { # MARK PATTERN [SECONDS]: a line matching PATTERN (grep's basic regex) is logged after MARK
   local mark=$1 pattern=$2 seconds=${3:-30}
   # shellcheck disable=SC2016 # expanded by the inner shell
-  wait_until "$seconds" "a line matching '$pattern' in dockerd's log" \
-    bash -c 'tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log" | grep -q -- "$2"' _ "$mark" "$pattern"
+  (wait_until "$seconds" "a line matching '$pattern' in dockerd's log" \
+    bash -c 'tail -n +"$(($1 + 1))" "$VXBUS_OUT/dockerd.log" | grep -q -- "$2"' _ "$mark" "$pattern") 2>/dev/null && return 0
+  echo "vxbus logged since the mark (last 25 lines):" >&2
+  log_since "$mark" | grep -o 'msg="[0-9T:.-]*Z .*' | cut -c6-300 | tail -n 25 | sed 's/^/  | /' >&2
+  fail "a line matching '$pattern' in dockerd's log: not within $seconds s"
 }
 
 plugin_enabled() { [[ $(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN") == true ]]; }
