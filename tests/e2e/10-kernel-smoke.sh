@@ -27,7 +27,7 @@ expect_contains "$rules" "-s smoke-vxa -d smoke-vcan -X -e # 1 handled" "FD rule
 ok "vcan, vxcan and can-gw carry classic and FD frames"
 
 step "a vxcan peer moved into a container carries frames both ways; can-utils run in the test image"
-docker run -d --name smoke --network none "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers none smoke
 pid=$(container_pid smoke)
 ip link add smoke-vxh type vxcan peer name smoke-vxc netns "$pid"
 ip link set smoke-vxh up

@@ -49,7 +49,7 @@ echo "docker network inspect: $options"
 expect_contains "$options" '"plugin.driver":"kvaser"' "plugin options in docker network inspect"
 expect_contains "$options" '"plugin.host_mode":"master"' "plugin options in docker network inspect"
 expect_contains "$(ip -d -o link show myhostbus)" "vcan" "RemotiveBus host device"
-docker run -d --name opt-a --network remotive "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers remotive opt-a
 expect_eq "$(container_links opt-a)" "lo mybus0" "interfaces on the RemotiveBus network"
 listen host myhostbus
 docker exec opt-a sh -c "$(send_frames 3 1 mybus0)"
@@ -59,7 +59,7 @@ create_fails_with 'option `host_device`: `myhostbus` is already used by vxbus ne
 step "a rustycan4docker definition creates a working bus, unchanged"
 docker network create -d "$PLUGIN" -o vxcan.dev=vcan -o vxcan.id=0 -o vxcan.peer=vxcanp rusty >/dev/null
 expect_contains "$(ip -d -o link show vcan0)" "vcan" "rustycan4docker host device (vxcan.dev + vxcan.id)"
-docker run -d --name opt-b --network rusty "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers rusty opt-b
 expect_eq "$(container_links opt-b)" "lo vxcanp0" "interfaces on the rustycan4docker network"
 listen b vxcanp0 opt-b
 sh -c "$(send_frames 2 0 vcan0)"

@@ -16,9 +16,7 @@ expect_contains "$link" "vcan" "hbus is a vcan"
 expect_eq "$(state_summary)" "1 network(s), 0 endpoint(s)" "state after create"
 
 step "three containers join at docker run"
-for c in ecu-a ecu-b ecu-c; do
-  docker run -d --name "$c" --network canbus "$TEST_IMAGE" sleep 600 >/dev/null
-done
+run_containers canbus ecu-a ecu-b ecu-c
 for c in ecu-a ecu-b ecu-c; do
   expect_eq "$(container_links "$c")" "ecu0 lo" "interfaces in $c"
 done
@@ -36,10 +34,8 @@ if docker exec ecu-a ping -c 1 -W 2 "$b_ip"; then fail "ecu-a reached ecu-b over
 ok "no IP packet crosses the CAN bus"
 
 step "ecu-a sends 50 classic and 10 FD frames: ecu-b, ecu-c and the host device get each once, in order"
-listen b ecu0 ecu-b
-listen c ecu0 ecu-c
-listen host hbus
-listen a ecu0 ecu-a # the sender's own other sockets see its frames (CAN loopback), once
+# ecu-a's own listener: the sender's other sockets see its frames (CAN loopback), once
+listeners b:ecu0:ecu-b c:ecu0:ecu-c host:hbus a:ecu0:ecu-a
 docker exec ecu-a sh -c "$(send_frames 50 10 ecu0)"
 expected=$(frames 50 10)
 expect_frames b "$expected"
@@ -48,9 +44,7 @@ expect_frames host "$expected"
 expect_frames a "$expected"
 
 step "the host injects on hbus: every container gets it once"
-listen a ecu0 ecu-a
-listen b ecu0 ecu-b
-listen c ecu0 ecu-c
+listeners a:ecu0:ecu-a b:ecu0:ecu-b c:ecu0:ecu-c
 sh -c "$(send_frames 3 1 hbus)"
 expected=$(frames 3 1)
 for c in a b c; do expect_frames "$c" "$expected"; done

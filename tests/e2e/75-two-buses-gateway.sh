@@ -12,21 +12,19 @@ docker network create -d "$PLUGIN" -o device=chassis chassis >/dev/null
 docker create --name gw --network body "$TEST_IMAGE" sleep 600 >/dev/null
 docker network connect chassis gw
 docker start gw >/dev/null
-docker run -d --name body-ecu --network body "$TEST_IMAGE" sleep 600 >/dev/null
-docker run -d --name chassis-ecu --network chassis "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers body body-ecu &
+run_containers chassis chassis-ecu
+wait $! || fail "body-ecu did not start"
 expect_eq "$(container_links gw)" "body0 chassis0 lo" "the gateway's interfaces"
 expect_eq "$(container_links body-ecu)" "body0 lo" "body-ecu's interfaces"
 
 step "frames stay on their bus"
-listen gw-body body0 gw
-listen gw-chassis chassis0 gw
-listen chassis chassis0 chassis-ecu
+listeners gw-body:body0:gw gw-chassis:chassis0:gw chassis:chassis0:chassis-ecu
 docker exec body-ecu sh -c "$(send_frames 5 2 body0)"
 expect_frames gw-body "$(frames 5 2)"
 expect_eq "$(heard gw-chassis)" "" "frames on the gateway's chassis0 from the body bus"
 expect_eq "$(heard chassis)" "" "frames on chassis-ecu from the body bus"
-listen body body0 body-ecu
-listen gw-chassis chassis0 gw
+listeners body:body0:body-ecu gw-chassis:chassis0:gw
 docker exec chassis-ecu sh -c "$(send_frames 3 0 chassis0)"
 expect_frames gw-chassis "$(frames 3 0)"
 expect_eq "$(heard body)" "" "frames on body-ecu from the chassis bus"
@@ -35,7 +33,7 @@ ok "two buses, two interfaces in the gateway, no crossing"
 step "docker network connect / disconnect at run time, beside an IP network"
 # (Docker refuses to connect a container started with --network none to anything.)
 docker network create -d bridge --subnet 10.99.0.0/24 ipnet >/dev/null
-docker run -d --name late --network ipnet "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers ipnet late
 docker network connect body late
 expect_eq "$(container_links late)" "body0 eth0 lo" "late's interfaces on ipnet and body"
 ip link show docker_gwbridge >/dev/null 2>&1 && fail "Docker created docker_gwbridge"

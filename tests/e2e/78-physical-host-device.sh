@@ -44,7 +44,7 @@ expect_contains "$link" "bitrate 500000" "can0's bit rate"
 expect_contains "$(cat -v "$adapter/wire")" 'S6^MO^M' "what the driver told the adapter (S6: 500 kbit/s, O: open)"
 
 step "frames cross between a container and the controller, both ways"
-docker run -d --name phys-ecu --network phys "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers phys phys-ecu
 docker exec phys-ecu cansend can0 123#1122
 wait_until 10 "the frame on the adapter's wire" grep -q 't12321122' "$adapter/wire"
 ok "the container's frame reached the adapter as t12321122 (ID 123, 2 bytes: 11 22)"

@@ -12,15 +12,17 @@ on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
 bus_carries() {
   local sender=$1 r
   shift
-  for r in "$@"; do listen "$r" can0 "$r"; done
-  listen host rhost
+  local specs=(host:rhost)
+  for r in "$@"; do specs+=("$r:can0:$r"); done
+  listeners "${specs[@]}"
   docker exec "$sender" sh -c "$(send_frames 5 1 can0)"
   for r in "$@" host; do expect_frames "$r" "$(frames 5 1)"; done
 }
 
 docker network create -d "$PLUGIN" -o device=can -o host_device=rhost rbus >/dev/null
-docker run -d --name r-a --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
-docker run -d --name r-b --network rbus --restart always "$TEST_IMAGE" sleep 3600 >/dev/null
+run_containers rbus r-a &
+run_containers rbus r-b -- --restart always
+wait $! || fail "r-a did not start"
 
 step "plugin disable -f while containers run: the bus keeps working (it is in the kernel)"
 docker plugin disable -f "$PLUGIN" >/dev/null
@@ -31,7 +33,7 @@ step "plugin enable: the state is reconciled, nothing is changed, new containers
 mark=$(log_mark)
 docker plugin enable "$PLUGIN" >/dev/null
 wait_logged "$mark" "state reconciled with the kernel: 1 network(s), 2 endpoint(s); 0 endpoint(s) forgotten, 0 orphan link(s) deleted, 0 rule(s) added, 0 removed"
-docker run -d --name r-c --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
+run_containers rbus r-c
 bus_carries r-c r-a r-b
 
 step "a container removed while the plugin is disabled is forgotten at enable"
@@ -50,7 +52,7 @@ wait_until 60 "plugin enabled again" plugin_enabled
 expect_eq "$(docker inspect -f '{{.State.Running}}' r-a)" false "r-a (no restart policy) after the restart"
 expect_eq "$(container_links r-b)" "can0 lo" "r-b's interfaces after the restart"
 docker start r-a >/dev/null
-docker run -d --name r-d --network rbus "$TEST_IMAGE" sleep 3600 >/dev/null
+run_containers rbus r-d
 bus_carries r-a r-b r-d
 expect_eq "$(state_summary)" "1 network(s), 3 endpoint(s)" "state after the restart"
 expect_eq "$(gw_rules | wc -l)" 24 "gateway rules for three members and the host device"

@@ -20,8 +20,7 @@ docker network create -d "$PLUGIN" -o device=ecu -o plugin.driver=logger -o plug
 wait_logged "$mark" "plugin logger registered: logger" 10
 host_if=$(ip -o link show type vcan | grep -oE 'vxbn[0-9a-f]{10}')
 [[ -n $host_if ]] || fail "no vxbn vcan made for the logger"
-docker run -d --name log-a --network logged "$TEST_IMAGE" sleep 600 >/dev/null
-docker run -d --name log-b --network logged "$TEST_IMAGE" sleep 600 >/dev/null
+run_containers logged log-a log-b
 listen b ecu0 log-b
 docker exec log-a sh -c "$(send_frames 5 2 ecu0)"
 expect_frames b "$(frames 5 2)"
@@ -42,8 +41,9 @@ ok "no capabilities"
 step "killing the child: it is restarted and serves its bus again"
 mark=$(log_mark)
 pkill -9 -x vxbus-logger
-wait_logged "$mark" "restarting plugin logger in" 10
-wait_logged "$mark" "plugin logger started serving network" 20
+wait_logged "$mark" "restarting plugin logger in" 20
+# Bounded by the restart policy: five tries, 15.5 s of backoff, 5 s to register each.
+wait_logged "$mark" "plugin logger started serving network" 60
 new_pid=$(pgrep -x vxbus-logger)
 [[ -n $new_pid && $new_pid != "$pid" ]] || fail "no new logger process (old $pid, now '$new_pid')"
 docker exec log-a sh -c "$(send_frames 3 0 ecu0)"

@@ -77,6 +77,25 @@ can_listener_on() { # IFACE [PID]
   "${read[@]}" | grep -Eq "^[[:space:]]+$iface[[:space:]]+[0-9A-Fa-f]+[[:space:]]"
 }
 container_pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
+# run_containers NETWORK NAME... [-- DOCKER-RUN-OPTION...]: starts a test container per NAME on
+# NETWORK, all at once (each `docker run` takes seconds under emulation, mostly waiting), and
+# returns when all run; fails naming any that did not start.
+run_containers() {
+  local network=$1 name pids=() names=()
+  shift
+  while (($#)) && [[ $1 != -- ]]; do names+=("$1"); shift; done
+  (($#)) && shift
+  for name in "${names[@]}"; do
+    # A shell that exits on SIGTERM: a container whose PID 1 is sleep ignores it, and every
+    # `docker stop` or dockerd shutdown then waits 10 s before it kills.
+    docker run -d --name "$name" --network "$network" "$@" "$TEST_IMAGE" \
+      sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null &
+    pids+=($!)
+  done
+  local i failed=()
+  for i in "${!pids[@]}"; do wait "${pids[i]}" || failed+=("${names[i]}"); done
+  ((${#failed[@]} == 0)) || fail "docker run on $network failed for: ${failed[*]}"
+}
 
 # candump_start IFACE COUNT [CONTAINER]: candump on IFACE (inside CONTAINER when given) until COUNT
 # frames, each printed as it arrives and kept in $CAN_DUMP; returns once the socket is bound.
@@ -103,21 +122,31 @@ candump_expect() {
 # listen NAME IFACE [CONTAINER]: records every frame on IFACE (inside CONTAINER when given), in
 # candump's log format; returns once its socket is bound. Several listeners may run at once;
 # `heard NAME` ends one once no frame has come for 3 s and prints what it got.
+# listeners NAME:IFACE[:CONTAINER]...: the same for several, started together (a `docker exec`
+# takes seconds under emulation), returning once every socket is bound.
 _dumps=$(mktemp -d) _listeners=0
-listen() {
-  local name=$1 iface=$2 container=${3:-} pid="" bound=20
-  # candump's -T (give up after this many ms without a frame) is a safety net of ten minutes and
-  # differs per listener, so `heard` can find the process (in the container too) and stop it.
-  _listeners=$((_listeners + 1))
-  local tag="candump -L -T $((600000 + _listeners)) $iface"
-  local run=($tag)
-  if [[ -n $container ]]; then
-    run=(docker exec "$container" "${run[@]}") pid=$(container_pid "$container") bound=30
-  fi
-  rm -f "$_dumps/$name" "$_dumps/$name.done"
-  echo "$tag" >"$_dumps/$name.tag"
-  { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
-  wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+listen() { listeners "$1:$2${3:+:$3}"; }
+listeners() {
+  local spec name iface container pid waits=() run tag
+  for spec in "$@"; do
+    IFS=: read -r name iface container <<<"$spec"
+    # candump's -T (give up after this many ms without a frame) is a safety net of ten minutes and
+    # differs per listener, so `heard` can find the process (in the container too) and stop it.
+    _listeners=$((_listeners + 1))
+    tag="candump -L -T $((600000 + _listeners)) $iface"
+    run=($tag)
+    [[ -z $container ]] || run=(docker exec "$container" "${run[@]}")
+    rm -f "$_dumps/$name" "$_dumps/$name.done"
+    echo "$tag" >"$_dumps/$name.tag"
+    { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
+    waits+=("$name $iface $container")
+  done
+  for spec in "${waits[@]}"; do
+    read -r name iface container <<<"$spec"
+    pid=""
+    [[ -z $container ]] || pid=$(container_pid "$container")
+    wait_until 30 "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+  done
 }
 # heard NAME: once listener NAME has had no frame for 3 s (and at least 1 s after this call, for
 # frames still on their way), stops it and prints the frames it got (ID#DATA), in order. Call it
@@ -172,9 +201,9 @@ expect_nothing_left() { # WHAT: no vxcan pairs, gateway rules or state entries o
   expect_eq "$(state_summary)" "0 network(s), 0 endpoint(s)" "state entries after $1"
   ok "nothing left after $1"
 }
-host_snapshot() { # every link on the host, every gateway rule, vxbus's state summary
+host_snapshot() { # every link on the host, every gateway rule (without its counters), vxbus's state summary
   ip -o link show | awk -F': ' '{print $2}'
-  gw_rules
+  gw_rules | sed 's/ *#.*//'
   state_summary
 }
 # The interfaces in CONTAINER's network namespace, by name, space-separated.

@@ -12,14 +12,8 @@ start=$(date +%s) frames_checked=0
 for ((cycle = 1; cycle <= cycles; cycle++)); do
   docker network create -d "$PLUGIN" -o device=ecu -o host_device=soakhost soak >/dev/null
   # The three attach at once: concurrent CreateEndpoint/Join calls, and a shorter cycle under emulation.
-  runs=()
-  for c in soak-a soak-b soak-c; do
-    docker run -d --name "$c" --network soak "$TEST_IMAGE" sleep 600 >/dev/null &
-    runs+=($!)
-  done
-  for pid in "${runs[@]}"; do wait "$pid" || fail "cycle $cycle: a docker run failed"; done
-  listen b ecu0 soak-b
-  listen host soakhost
+  run_containers soak soak-a soak-b soak-c
+  listeners b:ecu0:soak-b host:soakhost
   docker exec soak-a sh -c "$(send_frames 5 1 ecu0)"
   expect_frames b "$(frames 5 1)" >/dev/null
   expect_frames host "$(frames 5 1)" >/dev/null
