@@ -48,7 +48,7 @@ use std::{
     future::Future,
     os::fd::{FromRawFd, OwnedFd},
     path::PathBuf,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -105,34 +105,11 @@ impl Host {
     /// in `VXBUS_CHUNK_FDS` (else stdin/stdout), serves `handler` for the daemon's requests, and
     /// registers `info`. [`run`] is this plus the [`BusPlugin`] dispatch.
     pub async fn connect(info: &PluginInfo, handler: Handler) -> anyhow::Result<Host> {
-        let id = std::env::var(proto::ENV_PLUGIN_ID).unwrap_or_else(|_| info.name.clone());
-        let codec = ChunkCodec::default();
-        let peer = format!("vxbus (as plugin {id})");
-        let conn = match std::env::var(proto::ENV_CHUNK_FDS) {
-            Ok(fds) => {
-                let (read, write) = parse_fds(&fds)?;
-                // SAFETY: the daemon opened these descriptors for this process and nothing else
-                // here uses them; each is owned once.
-                let (read, write) =
-                    unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) };
-                let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
-                    .context("VXBUS_CHUNK_FDS read end")?;
-                let writer = tokio::net::unix::pipe::Sender::from_owned_fd(write)
-                    .context("VXBUS_CHUNK_FDS write end")?;
-                Connection::spawn(peer, reader, writer, codec, handler)
-            }
-            Err(_) => match stdio_pipes() {
-                Ok((reader, writer)) => Connection::spawn(peer, reader, writer, codec, handler),
-                // Not pipes (a terminal, a file): tokio's stdio, which reads on a blocking thread.
-                Err(_) => Connection::spawn(
-                    peer,
-                    tokio::io::stdin(),
-                    tokio::io::stdout(),
-                    codec,
-                    handler,
-                ),
-            },
-        };
+        Host::register(open_transport(info, handler)?, info).await
+    }
+
+    /// Registers `info` on `conn` and waits for the daemon's answer (the kept settings).
+    async fn register(conn: Connection, info: &PluginInfo) -> anyhow::Result<Host> {
         let body = serde_json::to_vec(info)?;
         let answer = conn
             .call(proto::REGISTER, body, CALL_TIMEOUT)
@@ -234,24 +211,75 @@ fn parse_fds(text: &str) -> anyhow::Result<(i32, i32)> {
     ))
 }
 
+/// The connection to the daemon over the descriptors in `VXBUS_CHUNK_FDS` (else stdin/stdout),
+/// serving `handler` for the daemon's requests.
+fn open_transport(info: &PluginInfo, handler: Handler) -> anyhow::Result<Connection> {
+    let id = std::env::var(proto::ENV_PLUGIN_ID).unwrap_or_else(|_| info.name.clone());
+    let codec = ChunkCodec::default();
+    let peer = format!("vxbus (as plugin {id})");
+    let conn = match std::env::var(proto::ENV_CHUNK_FDS) {
+        Ok(fds) => {
+            let (read, write) = parse_fds(&fds)?;
+            // SAFETY: the daemon opened these descriptors for this process and nothing else
+            // here uses them; each is owned once.
+            let (read, write) =
+                unsafe { (OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)) };
+            let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+                .context("VXBUS_CHUNK_FDS read end")?;
+            let writer = tokio::net::unix::pipe::Sender::from_owned_fd(write)
+                .context("VXBUS_CHUNK_FDS write end")?;
+            Connection::spawn(peer, reader, writer, codec, handler)
+        }
+        Err(_) => match stdio_pipes() {
+            Ok((reader, writer)) => Connection::spawn(peer, reader, writer, codec, handler),
+            // Not pipes (a terminal, a file): tokio's stdio, which reads on a blocking thread.
+            Err(_) => Connection::spawn(
+                peer,
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                codec,
+                handler,
+            ),
+        },
+    };
+    Ok(conn)
+}
+
 /// Runs a plugin until the daemon closes the connection: registers `info`, then answers
 /// `start`, `stop` and `reconfigure` with `plugin`'s methods.
 pub async fn run<P: BusPlugin>(info: PluginInfo, plugin: P) -> anyhow::Result<()> {
+    let opened = info.clone();
+    serve(info, plugin, move |handler| {
+        open_transport(&opened, handler)
+    })
+    .await
+}
+
+/// [`run`] on the connection `open` makes.
+async fn serve<P: BusPlugin>(
+    info: PluginInfo,
+    plugin: P,
+    open: impl FnOnce(Handler) -> anyhow::Result<Connection>,
+) -> anyhow::Result<()> {
     let plugin = Arc::new(plugin);
-    let host_cell: Arc<OnceLock<Host>> = Arc::new(OnceLock::new());
-    let dispatch = {
-        let host_cell = host_cell.clone();
-        handler(move |incoming: Incoming| {
-            let plugin = plugin.clone();
-            let host = host_cell.get().cloned();
-            async move {
-                let host = host.ok_or("a request came before registration finished")?;
-                dispatch(&*plugin, &host, incoming).await
-            }
-        })
-    };
-    let host = Host::connect(&info, dispatch).await?;
-    let _ = host_cell.set(host.clone());
+    // The daemon counts the plugin registered once it has answered `register`, so its first
+    // `start` can arrive before that answer has been read here: requests wait for the `Host`.
+    let (host_tx, host_rx) = tokio::sync::watch::channel::<Option<Host>>(None);
+    let dispatch = handler(move |incoming: Incoming| {
+        let plugin = plugin.clone();
+        let mut host_rx = host_rx.clone();
+        async move {
+            let host = host_rx
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "registration failed")?
+                .clone()
+                .ok_or("registration failed")?;
+            dispatch(&*plugin, &host, incoming).await
+        }
+    });
+    let host = Host::register(open(dispatch)?, &info).await?;
+    host_tx.send_replace(Some(host.clone()));
     let reason = host.closed().await;
     eprintln!(
         "{}: connection to vxbus closed ({reason}); exiting",
@@ -288,5 +316,108 @@ async fn dispatch<P: BusPlugin>(
                 .map(|()| Bytes::new())
         }
         _ => plugin.message(host, incoming.cmd, incoming.buffer).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::proto::{Bus, Lifecycle};
+
+    /// Records the buses it is told to start.
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<String>);
+
+    impl BusPlugin for Recorder {
+        async fn start(&self, _host: &Host, bus: Bus) -> Result<(), String> {
+            let _ = self.0.send(bus.network_id);
+            Ok(())
+        }
+        async fn stop(&self, _host: &Host, _bus: Bus) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn bus(network_id: &str) -> Bus {
+        Bus {
+            bus_type: "vcan".into(),
+            device: "can".into(),
+            host_device: None,
+            baudrate: None,
+            baudrate_fd: None,
+            txqueuelen: None,
+            plugin: Map::new(),
+            fd: true,
+            network_id: network_id.into(),
+            host_interface: "vxbn0".into(),
+        }
+    }
+
+    /// The daemon may send `start` as soon as it has answered `register`, and the two cross on
+    /// the pipes. Here the daemon goes further: it sends `start` before it answers, and answers
+    /// 200 ms later. The plugin must hold the request until its registration is done, then serve it.
+    #[tokio::test]
+    async fn a_request_that_overtakes_the_register_answer_waits_for_it() {
+        let (daemon_io, plugin_io) = tokio::io::duplex(64 * 1024);
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+        let answer_tx = Arc::new(Mutex::new(Some(answer_tx)));
+        let daemon_handler = handler(move |incoming: Incoming| {
+            let answer_tx = answer_tx.clone();
+            async move {
+                assert_eq!(incoming.cmd, proto::REGISTER);
+                let conn = incoming.conn.clone();
+                tokio::spawn(async move {
+                    let start = Lifecycle {
+                        version: 1,
+                        action: "start".into(),
+                        bus: bus("net1"),
+                    };
+                    let body = serde_json::to_vec(&start).unwrap();
+                    let result = conn.call(proto::START, body, Duration::from_secs(5)).await;
+                    let sender = answer_tx.lock().unwrap().take();
+                    let _ = sender.map(|s| s.send(result));
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(Bytes::from(
+                    serde_json::to_vec(&Registered {
+                        settings: Map::new(),
+                    })
+                    .unwrap(),
+                ))
+            }
+        });
+        let (read, write) = tokio::io::split(daemon_io);
+        let daemon =
+            Connection::spawn("plugin", read, write, ChunkCodec::default(), daemon_handler);
+        let info = PluginInfo {
+            name: "recorder".into(),
+            version: "0.1.0".into(),
+            kind: "bus".into(),
+            interface: proto::INTERFACE_VERSION.into(),
+            config: Default::default(),
+            settings: Default::default(),
+        };
+        let plugin = tokio::spawn(serve(info, Recorder(started_tx), move |handler| {
+            let (read, write) = tokio::io::split(plugin_io);
+            Ok(Connection::spawn(
+                "daemon",
+                read,
+                write,
+                ChunkCodec::default(),
+                handler,
+            ))
+        }));
+        let answer = tokio::time::timeout(Duration::from_secs(5), answer_rx)
+            .await
+            .expect("an answer to start within 5 s")
+            .unwrap();
+        assert_eq!(answer, Ok(Bytes::new()), "start was refused");
+        assert_eq!(started_rx.recv().await.as_deref(), Some("net1"));
+        daemon.close("test over");
+        tokio::time::timeout(Duration::from_secs(5), plugin)
+            .await
+            .expect("the plugin ends when the daemon closes")
+            .unwrap()
+            .unwrap();
     }
 }
