@@ -141,11 +141,12 @@ listeners() {
     { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
     waits+=("$name $iface $container")
   done
+  local bound
   for spec in "${waits[@]}"; do
     read -r name iface container <<<"$spec"
-    pid=""
-    [[ -z $container ]] || pid=$(container_pid "$container")
-    wait_until 30 "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+    pid="" bound=20
+    [[ -z $container ]] || pid=$(container_pid "$container") bound=30
+    wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
   done
 }
 # heard NAME: once listener NAME has had no frame for 3 s (and at least 1 s after this call, for
