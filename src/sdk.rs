@@ -272,8 +272,8 @@ async fn serve<P: BusPlugin>(
             let host = host_rx
                 .wait_for(Option::is_some)
                 .await
-                .map_err(|_| "registration failed")?
-                .clone()
+                .ok()
+                .and_then(|host| host.clone())
                 .ok_or("registration failed")?;
             dispatch(&*plugin, &host, incoming).await
         }
