@@ -52,9 +52,12 @@ e2e: deps plugin-dir ## the end-to-end scenarios, in a VM with a CAN kernel and 
 	tests/vm/run e2e $(SCENARIOS)
 
 test: ## everything a fresh machine needs to prove vxbus: prerequisites, unit tests, e2e in the VM
-	$(MAKE) --no-print-directory deps
-	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory e2e
+	@for phase in deps unit e2e; do \
+	  start=$$(date +%s); status=0; \
+	  $(MAKE) --no-print-directory $$phase || status=$$?; \
+	  echo "make test: $$phase exited $$status after $$(($$(date +%s) - start)) s"; \
+	  [[ $$status == 0 ]] || exit $$status; \
+	done
 
 demo: ## the main job: containers exchanging CAN frames over a vxbus network, in the VM
 	$(MAKE) --no-print-directory deps
