@@ -190,4 +190,46 @@ mod tests {
         assert_eq!(settings.plugin_dir, PathBuf::from("/usr/lib/vxbus/plugins"));
         assert_eq!(settings.plugin_start_timeout, 5);
     }
+
+    /// `plugin/config.json` is what users see in `docker plugin inspect` and change with `docker
+    /// plugin set`: each setting it offers must be one the daemon reads, with the same default,
+    /// and its mounts must land where the daemon looks.
+    #[test]
+    fn the_managed_plugin_config_offers_settings_the_daemon_reads() {
+        use clap::CommandFactory;
+        let config: serde_json::Value =
+            serde_json::from_str(include_str!("../plugin/config.json")).unwrap();
+        let command = Settings::command();
+        let env = config["env"].as_array().unwrap();
+        assert!(!env.is_empty());
+        for entry in env {
+            let name = entry["name"].as_str().unwrap();
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|env| env == name))
+                .unwrap_or_else(|| panic!("config.json offers {name}, which the daemon ignores"));
+            let default: Vec<_> = arg.get_default_values().iter().collect();
+            assert_eq!(
+                default,
+                [entry["value"].as_str().unwrap()],
+                "default of {name} in config.json and in the daemon"
+            );
+            assert_eq!(entry["settable"], serde_json::json!(["value"]), "{name}");
+        }
+        let destinations: Vec<_> = config["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|mount| mount["destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            destinations,
+            [DEFAULT_STATE_DIR, DEFAULT_PLUGIN_SOCKET_DIR],
+            "mounts"
+        );
+        assert!(config["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("vxbus: "));
+    }
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """An external vxbus plugin for the e2e scenarios, as RemotiveBus's plugin API describes one:
 binds SOCKET, reads one JSON message per connection, appends it to RECORD (one line each) and
-answers `{"success": true}` (MODE ok), `{"success": false, "error": ...}` (MODE refuse), or
-nothing (MODE silent).
+answers `{"success": true}` (MODE ok), the same after N seconds (MODE slow:N),
+`{"success": false, "error": ...}` (MODE refuse), or nothing (MODE silent).
 
     ext-plugin.py SOCKET RECORD MODE
 """
@@ -28,7 +28,9 @@ while True:
         data += part
     with open(record, "a") as f:
         f.write(json.dumps(json.loads(data)) + "\n")
-    if mode == "ok":
+    if mode == "ok" or mode.startswith("slow:"):
+        if mode.startswith("slow:"):
+            time.sleep(float(mode.split(":", 1)[1]))
         conn.sendall(b'{"success": true}\n')
     elif mode == "refuse":
         conn.sendall(b'{"success": false, "error": "no LIN adapter found"}\n')
