@@ -1,11 +1,14 @@
 # Builds the managed plugin's root filesystem from source: `make plugin` exports the final
 # stage into build/plugin/rootfs and runs `docker plugin create`. The rootfs is assembled by
-# the same script as `make plugin-dir`, so both routes ship the same files.
+# the same script as `make plugin-dir`, so both routes ship the same files (the release workflow
+# checks it with scripts/compare-rootfs). Reproducible: the base image is pinned to a Rust
+# release and a Debian release, and Cargo.lock pins every crate (`--locked`).
 
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+ENV CARGO_INCREMENTAL=0
 RUN cargo build --release --locked
 COPY scripts ./scripts
 COPY rootfs ./rootfs

@@ -4,20 +4,29 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-# The managed plugin's name; for `make push`, include the registry repository: PLUGIN=org/vxbus
+# The managed plugin's name; for `make push`, include the registry repository: PLUGIN=host/org/vxbus
 PLUGIN      ?= vxbus
 TAG         ?= $(VERSION)
-PLUGIN_DIR  := build/plugin
+# `make push` also pushes the same plugin under each of these tags (the release adds latest-ARCH).
+ALSO_TAGS   ?=
+PLUGIN_DIR  ?= build/plugin
 BIN         := target/release/vxbus
 # Every program the rootfs ships: the daemon first (assemble-rootfs --check runs it), then bundled plugins.
 BINS        := $(BIN) target/release/vxbus-logger
 # e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
 SCENARIOS   ?=
 
-.PHONY: help deps build unit plugin-dir plugin push e2e test demo soak bench bench-chunk fuzz vm-shell clean
+.PHONY: help deps build unit lint check-arm64 plugin-dir plugin push e2e test demo soak bench bench-chunk fuzz vm-shell clean
 
 help: ## list the targets
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# The plugin's config.json, its description carrying the version (both plugin routes use it).
+define write-plugin-config
+	sed 's/"description": "vxbus: /"description": "vxbus $(VERSION): /' plugin/config.json >$(PLUGIN_DIR)/config.json
+	grep -q '"description": "vxbus $(VERSION): ' $(PLUGIN_DIR)/config.json || \
+	  { echo "plugin/config.json: the description must start with 'vxbus: '" >&2; exit 1; }
+endef
 
 deps: ## install what the tests and the VM need (Debian packages, virtme-ng, a CAN-capable kernel)
 	tests/vm/setup
@@ -28,31 +37,40 @@ build: ## build the release binary
 unit: ## unit and integration tests (no CAN kernel or Docker needed)
 	cargo test --release --locked
 
+lint: ## the CI workflows: actionlint (installed from PyPI if missing) and the make targets they call
+	scripts/check-workflows
+
+check-arm64: ## cargo check for linux/arm64 with Debian's rustc-web and its arm64 std (installed if missing)
+	scripts/check-arm64
+
 plugin-dir: build ## assemble build/plugin (config.json + rootfs/) from the local build, no Docker needed
 	rm -rf $(PLUGIN_DIR)
 	scripts/assemble-rootfs --overlay rootfs --check --version $(PLUGIN_DIR)/rootfs $(BINS)
-	cp plugin/config.json $(PLUGIN_DIR)/config.json
+	$(write-plugin-config)
 	@echo "built $(PLUGIN_DIR): docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
 
 plugin: ## build the rootfs with the Dockerfile and create the managed plugin $(PLUGIN):$(TAG) (needs a Docker engine)
 	docker build -t $(PLUGIN)-rootfs:$(TAG) .
-	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
-	id=$$(docker create $(PLUGIN)-rootfs:$(TAG) /usr/bin/vxbus) && \
-	  trap 'docker rm -f $$id >/dev/null' EXIT && \
-	  docker export $$id | tar -x -C $(PLUGIN_DIR)/rootfs
-	rm -f $(PLUGIN_DIR)/rootfs/.dockerenv
-	cp plugin/config.json $(PLUGIN_DIR)/config.json
+	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)
+	scripts/export-rootfs $(PLUGIN)-rootfs:$(TAG) $(PLUGIN_DIR)/rootfs
+	$(write-plugin-config)
 	docker plugin rm -f $(PLUGIN):$(TAG) >/dev/null 2>&1 || true
 	docker plugin create $(PLUGIN):$(TAG) $(PLUGIN_DIR)
 
-push: plugin ## push the managed plugin $(PLUGIN):$(TAG) (set PLUGIN=registry/repo)
-	docker plugin push $(PLUGIN):$(TAG)
+# One tag at a time: Docker refuses to create a second plugin from a rootfs it already holds.
+push: ## push $(PLUGIN_DIR) as $(PLUGIN):$(TAG) and each of $(ALSO_TAGS) (after make plugin or plugin-dir)
+	@for tag in $(TAG) $(ALSO_TAGS); do \
+	  docker plugin rm -f $(PLUGIN):$$tag >/dev/null 2>&1 || true; \
+	  docker plugin create $(PLUGIN):$$tag $(PLUGIN_DIR) >/dev/null; \
+	  docker plugin push $(PLUGIN):$$tag; \
+	  docker plugin rm -f $(PLUGIN):$$tag >/dev/null; \
+	done
 
 e2e: deps plugin-dir ## the end-to-end scenarios, in a VM with a CAN kernel and Docker (SCENARIOS=... to pick)
 	tests/vm/run e2e $(SCENARIOS)
 
 test: ## everything a fresh machine needs to prove vxbus: prerequisites, unit tests, e2e in the VM
-	@for phase in deps unit e2e; do \
+	@for phase in deps lint unit e2e; do \
 	  start=$$(date +%s); status=0; \
 	  $(MAKE) --no-print-directory $$phase || status=$$?; \
 	  echo "make test: $$phase exited $$status after $$(($$(date +%s) - start)) s"; \

@@ -20,6 +20,14 @@ expect_eq "$(plugin_call Plugin.Activate)" '{"Implements":["NetworkDriver"]}' "P
 expect_eq "$(plugin_call NetworkDriver.GetCapabilities)" '{"Scope":"local","ConnectivityScope":"local"}' \
   "NetworkDriver.GetCapabilities"
 
+step "the plugin carries the version in Cargo.toml: in its description and in vxbus --version"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$VXBUS_REPO/Cargo.toml" | head -n1)
+description=$(docker plugin inspect -f '{{.Config.Description}}' "$PLUGIN")
+expect_contains "$description" "vxbus $version: " "the plugin's description"
+rootfs=/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' "$PLUGIN")/rootfs
+expect_eq "$(chroot "$rootfs" /usr/bin/vxbus --version)" "vxbus $version" "vxbus --version in the plugin's rootfs"
+echo "$description"
+
 step "the host directories the plugin mounts exist"
 for dir in /var/lib/vxbus /run/vxbus/plugins; do
   [[ -d $dir ]] || fail "$dir does not exist on the host"
