@@ -14,7 +14,15 @@ ext="$VXBUS_REPO/tests/e2e/ext-plugin.py"
 defaults=(state.source=/var/lib/vxbus plugins.source=/run/vxbus/plugins VXBUS_PLUGIN_START_TIMEOUT=5)
 on_exit "rm -rf $state $sockets $record"
 on_exit "docker plugin disable -f $PLUGIN; docker plugin set $PLUGIN ${defaults[*]}; docker plugin enable $PLUGIN"
-on_exit "docker network rm slowbus; pkill -f 'ext-plugin.py .*/slow'; rm -f /run/vxbus/plugins/slow"
+on_exit "docker network rm slowbus busy; pkill -f 'ext-plugin.py .*/slow'; rm -f /run/vxbus/plugins/slow"
+
+step "settings change only while the plugin is disabled; a network in use keeps it from disabling"
+out=$(docker plugin set "$PLUGIN" VXBUS_PLUGIN_START_TIMEOUT=12 2>&1) && fail "set on an enabled plugin: $out"
+echo "refused: $out"
+docker network create -d "$PLUGIN" busy >/dev/null
+out=$(docker plugin disable "$PLUGIN" 2>&1) && fail "disabled with a network on it: $out"
+echo "refused: $out"
+docker network rm busy >/dev/null
 
 step "defaults: a plugin that answers start after 8 s fails the create (5 s)"
 python3 "$ext" /run/vxbus/plugins/slow "$record" slow:8 &
