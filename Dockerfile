@@ -5,8 +5,11 @@
 # release and a Debian release, and Cargo.lock pins every crate (`--locked`).
 
 FROM rust:1.95.0-slim-bookworm AS build
+# bindgen (crates/kvaser-canlib-sys) needs libclang at build time.
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
 ENV CARGO_INCREMENTAL=0
 RUN cargo build --release --locked

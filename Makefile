@@ -34,8 +34,8 @@ deps: ## install what the tests and the VM need (Debian packages, virtme-ng, a C
 build: ## build the release binary
 	cargo build --release --locked
 
-unit: ## unit and integration tests (no CAN kernel or Docker needed)
-	cargo test --release --locked
+unit: ## unit and integration tests of every crate here (no CAN kernel, Docker or Kvaser hardware needed)
+	cargo test --release --locked --workspace
 
 lint: ## the CI workflows: actionlint (installed from PyPI if missing) and the make targets they call
 	scripts/check-workflows

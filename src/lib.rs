@@ -23,6 +23,7 @@ pub mod dataplane;
 pub mod docker;
 pub mod driver;
 pub mod ifname;
+pub mod kvaser;
 pub mod plugins;
 pub mod privileges;
 pub mod sdk;
