@@ -305,6 +305,9 @@ async fn a_plugin_that_keeps_crashing_is_marked_failed() {
         .filter(|e| e["event"] == "start")
         .count();
     assert!((2..=6).contains(&starts), "{starts} starts");
+    // The last error is the last exit, not every exit so far nested in one another.
+    let last_error = bed.report("py").last_error.unwrap();
+    assert_eq!(last_error.matches("exit").count(), 1, "{last_error}");
     // A new network naming it tries again.
     let ok = bed.bus("net2", "py", &[]).await.unwrap();
     bed.supervisor.start(&ok).await.unwrap();

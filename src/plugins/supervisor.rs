@@ -143,7 +143,11 @@ struct ChildState {
     info: Option<PluginInfo>,
     pid: Option<u32>,
     restarts: u32,
+    /// Why its last process ended (or could not start), for `vxbus plugins` and refusals.
     last_error: Option<String>,
+    /// Why the daemon is ending the current process (killed after a timeout, refused at
+    /// registration); added to `last_error` when the process exits, then cleared.
+    run_error: Option<String>,
     /// The buses it serves, by network id: replayed after a restart.
     networks: BTreeMap<String, Bus>,
     /// Bumped at each spawn: a late event of an earlier process is ignored.
@@ -269,6 +273,7 @@ impl Supervisor {
                 pid: None,
                 restarts: 0,
                 last_error: None,
+                run_error: None,
                 networks: BTreeMap::new(),
                 generation: 0,
             }),
@@ -454,7 +459,7 @@ impl Supervisor {
     /// Kills the child's current process (its monitor then sees it exit).
     fn kill(&self, child: &Child, why: &str) {
         let mut state = child.lock();
-        state.last_error = Some(why.to_owned());
+        state.run_error = Some(why.to_owned());
         if let Some(pid) = state.pid {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -508,6 +513,7 @@ impl Supervisor {
         let generation = {
             let mut state = child.lock();
             state.generation += 1;
+            state.run_error = None;
             state.pid = process.id();
             state.generation
         };
@@ -582,7 +588,7 @@ impl Supervisor {
                 child.changed.send_replace(());
                 return;
             }
-            let error = match state.last_error.take() {
+            let error = match state.run_error.take() {
                 Some(why) => format!("{how} ({why})"),
                 None => how.clone(),
             };
@@ -829,7 +835,7 @@ impl Supervisor {
                     .map_err(|e| format!("register: bad plugin information: {e}"))?;
                 let settings = self.register(child, generation, info, incoming.conn.clone()).await.inspect_err(|message| {
                     tracing::error!(plugin = %child.id, "plugin {} refused at registration: {message}", child.id);
-                    child.lock().last_error = Some(message.clone());
+                    child.lock().run_error = Some(message.clone());
                 })?;
                 Ok(json(&Registered { settings }))
             }
