@@ -24,6 +24,7 @@ pub mod docker;
 pub mod driver;
 pub mod ifname;
 pub mod kvaser;
+pub mod ldf;
 pub mod plugins;
 pub mod privileges;
 pub mod sdk;
