@@ -1,4 +1,4 @@
-//! `vxbus::kvaser` through the real loading path against the STAND-IN for Kvaser's libraries
+//! `vxbus::lin::kvaser` through the real loading path against the STAND-IN for Kvaser's libraries
 //! (`crates/kvaser-standin`: no hardware, no Kvaser code), built here and loaded as
 //! `liblinlib.so.1` and `libcanlib.so.1` from a directory, as the plugin loads the real ones.
 //! Every operation the plugin uses is exercised, and what reached the "bus" is read back from
@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use vxbus::kvaser::{Checksum, DeviceId, Kvaser, LinError, LinFrame, LinId, Role};
+use vxbus::lin::kvaser::{Checksum, DeviceId, Kvaser, LinError, LinFrame, LinId, Role};
 
 /// Builds the stand-in (same profile as this test) and returns its path.
 fn build_standin() -> PathBuf {
@@ -46,7 +46,7 @@ fn id(n: u32) -> LinId {
     LinId::new(n).unwrap()
 }
 
-fn read(channel: &vxbus::kvaser::LinChannel) -> LinFrame {
+fn read(channel: &vxbus::lin::kvaser::LinChannel) -> LinFrame {
     channel
         .read(Duration::from_secs(2))
         .unwrap()
