@@ -69,6 +69,17 @@ impl Bed {
         .unwrap();
     }
 
+    /// `id` as another name for the bundled plugin `target` (`{"alias_of": target}`).
+    fn add_alias(&self, id: &str, target: &str) {
+        let dir = self.dir.path().join("bundled").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("plugin.json"),
+            serde_json::to_vec(&json!({ "alias_of": target })).unwrap(),
+        )
+        .unwrap();
+    }
+
     fn events_path(&self, id: &str) -> PathBuf {
         self.dir
             .path()
@@ -517,4 +528,38 @@ async fn settings_kept_from_an_older_schema_are_merged_at_registration() {
     let kept: Value = serde_json::from_str(&std::fs::read_to_string(&stored).unwrap()).unwrap();
     assert_eq!(kept["values"], json!({"greeting": "hello"}));
     assert_eq!(kept["schema"]["greeting"]["type"], "string");
+}
+
+#[tokio::test]
+async fn an_alias_is_the_same_plugin_under_another_name() {
+    let bed = Bed::new(&["py"]);
+    bed.add_alias("kv", "py");
+    let by_alias = bed.bus("net1", "kv", &[("mode", "ok")]).await.unwrap();
+    bed.supervisor.start(&by_alias).await.unwrap();
+    let by_name = bed.bus("net2", "py", &[]).await.unwrap();
+    bed.supervisor.start(&by_name).await.unwrap();
+    let starts = bed.wait_events("py", "start", 2).await;
+    assert_eq!(
+        starts[0]["pid"], starts[1]["pid"],
+        "one process for both names"
+    );
+    assert_eq!(starts[0]["message"]["bus"]["network_id"], "net1");
+    let ids: Vec<String> = bed.supervisor.report().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["py"], "the alias is not a second plugin");
+    assert_eq!(bed.report("py").networks, ["net1", "net2"]);
+    bed.supervisor.stop(&by_alias).await;
+    assert_eq!(bed.report("py").networks, ["net2"]);
+
+    // An alias of something that is not a bundled plugin is refused, naming both.
+    bed.add_alias("dangling", "nosuch");
+    bed.add_alias("chain", "kv");
+    for (alias, target) in [("dangling", "nosuch"), ("chain", "kv")] {
+        let err = bed.bus("net3", alias, &[]).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "its plugin.json is an alias of `{target}`, which is not a bundled plugin"
+            )),
+            "{err}"
+        );
+    }
 }

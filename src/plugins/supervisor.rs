@@ -49,12 +49,17 @@ pub const MAX_RESTARTS: u32 = 5;
 /// A child that ran this long before exiting is restarted with its count of failures reset.
 const STABLE_RUN: Duration = Duration::from_secs(30);
 
-/// A bundled plugin's `plugin.json`.
+/// A bundled plugin's `plugin.json`: a program to run, or `{"alias_of": "ID"}`, another name
+/// for the bundled plugin ID (the same process serves both names).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The program, relative to the plugin's directory.
+    #[serde(default)]
     pub executable: String,
+    /// This id is another name for that bundled plugin.
+    #[serde(default)]
+    pub alias_of: Option<String>,
     /// The capabilities it keeps (`CAP_NET_RAW`, ...); every other one is dropped before it runs.
     #[serde(default)]
     pub capabilities: Vec<String>,
@@ -238,8 +243,42 @@ impl Supervisor {
         ids
     }
 
-    /// The child for a bundled `id`, read from its manifest the first time.
+    /// The bundled plugin `id` names: itself, or the plugin its manifest is an alias of.
+    fn resolve_alias(&self, id: &str) -> Result<String, PluginError> {
+        let Ok(text) = std::fs::read(self.config.bundled_dir.join(id).join("plugin.json")) else {
+            return Ok(id.to_owned()); // not bundled, or unreadable: child() says which
+        };
+        let Ok(Manifest {
+            alias_of: Some(target),
+            ..
+        }) = serde_json::from_slice::<Manifest>(&text)
+        else {
+            return Ok(id.to_owned());
+        };
+        let target_manifest = self.config.bundled_dir.join(&target).join("plugin.json");
+        let target_is_plugin = std::fs::read(&target_manifest)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<Manifest>(&text).ok())
+            .is_some_and(|m| m.alias_of.is_none());
+        let plain_name = !target.is_empty() && !target.contains('/') && !target.starts_with('.');
+        if plain_name && target_is_plugin {
+            Ok(target)
+        } else {
+            Err(PluginError::failed(
+                id,
+                format!(
+                    "its plugin.json is an alias of `{target}`, which is not a bundled plugin \
+                     ({} is missing or is itself an alias)",
+                    target_manifest.display()
+                ),
+            ))
+        }
+    }
+
+    /// The child for a bundled `id` (an alias gives its plugin's child), read from its manifest
+    /// the first time.
     fn child(&self, id: &str) -> Result<Option<Arc<Child>>, PluginError> {
+        let id = &self.resolve_alias(id)?;
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(child) = children.get(id) {
             return Ok(Some(child.clone()));
@@ -262,6 +301,12 @@ impl Supervisor {
                 format!("{} is not a plugin manifest: {e}", manifest_path.display()),
             )
         })?;
+        if manifest.executable.is_empty() {
+            return Err(PluginError::failed(
+                id,
+                format!("{} names no executable", manifest_path.display()),
+            ));
+        }
         let child = Arc::new(Child {
             id: id.to_owned(),
             dir,
