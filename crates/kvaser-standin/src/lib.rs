@@ -148,6 +148,29 @@ impl Sim {
     }
 }
 
+/// What LINlib refuses before a master puts a header on the bus.
+fn master_may_send(c: &Channel, id: c_uint) -> Result<(), LinStatus> {
+    if !c.master {
+        return Err(LinStatus::linERR_MASTERONLY);
+    }
+    if !c.on_bus {
+        return Err(LinStatus::linERR_NOTRUNNING);
+    }
+    if id > 63 {
+        return Err(LinStatus::linERR_PARAM);
+    }
+    Ok(())
+}
+
+/// Bit rates change only off the bus.
+fn set_bitrate(c: &mut Channel, bps: c_uint) -> Result<(), LinStatus> {
+    if c.on_bus {
+        return Err(LinStatus::linERR_RUNNING);
+    }
+    c.bitrate = bps;
+    Ok(())
+}
+
 fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02X}")).collect()
 }
@@ -242,13 +265,7 @@ pub extern "C" fn linClose(h: LinHandle) -> LinStatus {
 #[no_mangle]
 pub extern "C" fn linSetBitrate(h: LinHandle, bps: c_uint) -> LinStatus {
     let mut sim = lock();
-    let result = sim.channel(h).and_then(|c| {
-        if c.on_bus {
-            return Err(LinStatus::linERR_RUNNING);
-        }
-        c.bitrate = bps;
-        Ok(())
-    });
+    let result = sim.channel(h).and_then(|c| set_bitrate(c, bps));
     sim.record(format_args!(
         "linSetBitrate h={h} bps={bps} -> {}",
         status(result).0
@@ -259,13 +276,7 @@ pub extern "C" fn linSetBitrate(h: LinHandle, bps: c_uint) -> LinStatus {
 #[no_mangle]
 pub extern "C" fn linSetupLIN(h: LinHandle, lFlags: c_uint, bps: c_uint) -> LinStatus {
     let mut sim = lock();
-    let result = sim.channel(h).and_then(|c| {
-        if c.on_bus {
-            return Err(LinStatus::linERR_RUNNING);
-        }
-        c.bitrate = bps;
-        Ok(())
-    });
+    let result = sim.channel(h).and_then(|c| set_bitrate(c, bps));
     let checksum = if lFlags & LIN_ENHANCED_CHECKSUM != 0 {
         "enhanced"
     } else {
@@ -353,15 +364,7 @@ pub unsafe extern "C" fn linWriteMessage(
     };
     let mut sim = lock();
     let result = sim.channel(h).and_then(|c| {
-        if !c.master {
-            return Err(LinStatus::linERR_MASTERONLY);
-        }
-        if !c.on_bus {
-            return Err(LinStatus::linERR_NOTRUNNING);
-        }
-        if id > 63 {
-            return Err(LinStatus::linERR_PARAM);
-        }
+        master_may_send(c, id)?;
         c.rx.push_back(Frame {
             id,
             data: data.to_vec(),
@@ -384,15 +387,7 @@ pub extern "C" fn linRequestMessage(h: LinHandle, id: c_uint) -> LinStatus {
     let mut sim = lock();
     let answer = sim.answer(id);
     let result = sim.channel(h).and_then(|c| {
-        if !c.master {
-            return Err(LinStatus::linERR_MASTERONLY);
-        }
-        if !c.on_bus {
-            return Err(LinStatus::linERR_NOTRUNNING);
-        }
-        if id > 63 {
-            return Err(LinStatus::linERR_PARAM);
-        }
+        master_may_send(c, id)?;
         c.rx.push_back(answer);
         Ok(())
     });
