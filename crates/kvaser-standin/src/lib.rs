@@ -4,7 +4,9 @@
 //! channel with a scripted node on the far side. The plugin loads it through the same library
 //! path setting as the real libraries, so its real code runs unchanged.
 //!
-//! Scripted by a JSON file named in `KVASER_STANDIN_SCRIPT` (all fields optional):
+//! Scripted by a JSON file (all fields optional): the one named in `KVASER_STANDIN_SCRIPT`,
+//! else `kvaser-standin.json` in the directory it was loaded from (so a test can script it
+//! without reaching the environment of the process that loads it, such as a managed plugin's):
 //!
 //! ```text
 //! { "channels": [{"ean": "73-30130-01112-1", "serial": 1}],
@@ -14,7 +16,7 @@
 //! ```
 //!
 //! Every call that changes something is appended to the file named in `KVASER_STANDIN_RECORD`,
-//! one line each: milliseconds since the library was loaded, the function, its arguments
+//! else to `kvaser-standin.log` in its directory if that file exists, one line each: milliseconds since the library was loaded, the function, its arguments
 //! (`12 linWriteMessage h=0 id=16 data=0102`), so tests check what the plugin did and when.
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
@@ -76,6 +78,8 @@ fn sim() -> &'static (Mutex<Sim>, Condvar) {
     static SIM: OnceLock<(Mutex<Sim>, Condvar)> = OnceLock::new();
     SIM.get_or_init(|| {
         let script: Script = std::env::var_os("KVASER_STANDIN_SCRIPT")
+            .map(std::path::PathBuf::from)
+            .or_else(|| beside_me("kvaser-standin.json").filter(|p| p.exists()))
             .map(|path| {
                 let text = std::fs::read_to_string(&path).expect("kvaser stand-in: script");
                 serde_json::from_str(&text).expect("kvaser stand-in: script is not valid JSON")
@@ -99,6 +103,26 @@ fn sim() -> &'static (Mutex<Sim>, Condvar) {
     })
 }
 
+/// `name` in the directory this library was loaded from (the path given to dlopen, so the
+/// directory of a symlink named liblinlib.so.1, not of the file it points to).
+fn beside_me(name: &str) -> Option<std::path::PathBuf> {
+    // SAFETY: dladdr only reads the loader's tables; `info` is written on success, and
+    // dli_fname then points at a NUL-terminated path the loader keeps while we are loaded.
+    let path = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(beside_me as *const libc::c_void, &mut info) == 0
+            || info.dli_fname.is_null()
+        {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname)
+            .to_str()
+            .ok()?
+            .to_owned()
+    };
+    Some(std::path::Path::new(&path).parent()?.join(name))
+}
+
 fn lock() -> MutexGuard<'static, Sim> {
     sim()
         .0
@@ -108,7 +132,10 @@ fn lock() -> MutexGuard<'static, Sim> {
 
 impl Sim {
     fn record(&self, line: std::fmt::Arguments) {
-        let Some(path) = std::env::var_os("KVASER_STANDIN_RECORD") else {
+        let Some(path) = std::env::var_os("KVASER_STANDIN_RECORD")
+            .map(std::path::PathBuf::from)
+            .or_else(|| beside_me("kvaser-standin.log").filter(|p| p.exists()))
+        else {
             return;
         };
         let ms = self.started.elapsed().as_millis();

@@ -1,0 +1,56 @@
+//! The STAND-IN for Kvaser's libraries (`crates/kvaser-standin`) scripted and recording through
+//! files beside the library, with no environment variables: how a test reaches it inside a
+//! managed plugin, whose environment it does not set. Its own test binary, so that the stand-in
+//! is loaded fresh in this process.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use vxbus::lin::kvaser::{Checksum, Kvaser, LinId, Role};
+
+#[test]
+fn script_and_record_beside_the_library() {
+    std::env::remove_var("KVASER_STANDIN_SCRIPT");
+    std::env::remove_var("KVASER_STANDIN_RECORD");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--locked", "--quiet", "-p", "kvaser-standin"]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    assert!(cargo.status().unwrap().success());
+    let built = std::env::current_exe().unwrap();
+    let built = built
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("libkvaser_standin.so");
+
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["liblinlib.so.1", "libcanlib.so.1"] {
+        std::os::unix::fs::symlink(&built, dir.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("kvaser-standin.json"),
+        r#"{"channels": [{"ean": "73-30130-09999-9", "serial": 5}], "responses": {"7": [42]}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("kvaser-standin.log"), "").unwrap();
+
+    let kvaser = Kvaser::load(dir.path()).unwrap();
+    assert_eq!(
+        kvaser.channels().unwrap()[0].to_string(),
+        "0 = 73-30130-09999-9:5"
+    );
+    let master = kvaser.open(0, Role::Master).unwrap();
+    master.setup(Checksum::Enhanced, 19200).unwrap();
+    master.bus_on().unwrap();
+    master.request(LinId::new(7).unwrap()).unwrap();
+    let answer = master.read(Duration::from_secs(2)).unwrap().unwrap();
+    assert_eq!(answer.data, [42]);
+    drop(master);
+    let record = std::fs::read_to_string(dir.path().join("kvaser-standin.log")).unwrap();
+    assert!(
+        record.contains("linRequestMessage h=0 id=7 -> 0"),
+        "{record}"
+    );
+    assert!(record.contains("linClose h=0"), "{record}");
+}
