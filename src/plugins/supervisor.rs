@@ -243,72 +243,72 @@ impl Supervisor {
         ids
     }
 
-    /// The bundled plugin `id` names: itself, or the plugin its manifest is an alias of.
-    fn resolve_alias(&self, id: &str) -> Result<String, PluginError> {
-        let Ok(text) = std::fs::read(self.config.bundled_dir.join(id).join("plugin.json")) else {
-            return Ok(id.to_owned()); // not bundled, or unreadable: child() says which
-        };
-        let Ok(Manifest {
-            alias_of: Some(target),
-            ..
-        }) = serde_json::from_slice::<Manifest>(&text)
-        else {
-            return Ok(id.to_owned());
-        };
-        let target_manifest = self.config.bundled_dir.join(&target).join("plugin.json");
-        let target_is_plugin = std::fs::read(&target_manifest)
-            .ok()
-            .and_then(|text| serde_json::from_slice::<Manifest>(&text).ok())
-            .is_some_and(|m| m.alias_of.is_none());
-        let plain_name = !target.is_empty() && !target.contains('/') && !target.starts_with('.');
-        if plain_name && target_is_plugin {
-            Ok(target)
-        } else {
-            Err(PluginError::failed(
-                id,
-                format!(
-                    "its plugin.json is an alias of `{target}`, which is not a bundled plugin \
-                     ({} is missing or is itself an alias)",
-                    target_manifest.display()
-                ),
-            ))
-        }
-    }
-
-    /// The child for a bundled `id` (an alias gives its plugin's child), read from its manifest
-    /// the first time.
-    fn child(&self, id: &str) -> Result<Option<Arc<Child>>, PluginError> {
-        let id = &self.resolve_alias(id)?;
-        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(child) = children.get(id) {
-            return Ok(Some(child.clone()));
-        }
-        let dir = self.config.bundled_dir.join(id);
-        let manifest_path = dir.join("plugin.json");
-        let text = match std::fs::read(&manifest_path) {
+    /// `<bundled dir>/<id>/plugin.json`, parsed; `None` when there is none (`id` is not bundled).
+    fn manifest(&self, id: &str) -> Result<Option<Manifest>, PluginError> {
+        let path = self.config.bundled_dir.join(id).join("plugin.json");
+        let text = match std::fs::read(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => {
                 return Err(PluginError::failed(
                     id,
-                    format!("reading {}: {err}", manifest_path.display()),
+                    format!("reading {}: {err}", path.display()),
                 ))
             }
         };
-        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        serde_json::from_slice(&text).map(Some).map_err(|e| {
             PluginError::failed(
                 id,
-                format!("{} is not a plugin manifest: {e}", manifest_path.display()),
+                format!("{} is not a plugin manifest: {e}", path.display()),
             )
-        })?;
+        })
+    }
+
+    /// The child for a bundled `id`, read from its manifest the first time; an alias gives its
+    /// plugin's child.
+    fn child(&self, id: &str) -> Result<Option<Arc<Child>>, PluginError> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(child) = children.get(id) {
+            return Ok(Some(child.clone()));
+        }
+        let Some(manifest) = self.manifest(id)? else {
+            return Ok(None);
+        };
+        let (id, manifest) =
+            match manifest.alias_of {
+                None => (id.to_owned(), manifest),
+                Some(target) => {
+                    let plain_name =
+                        !target.is_empty() && !target.contains('/') && !target.starts_with('.');
+                    let plugin = plain_name
+                        .then(|| self.manifest(&target).ok().flatten())
+                        .flatten()
+                        .filter(|m| m.alias_of.is_none());
+                    let Some(plugin) = plugin else {
+                        return Err(PluginError::failed(
+                            id,
+                            format!(
+                            "its plugin.json is an alias of `{target}`, which is not a bundled \
+                             plugin ({} is missing or is itself an alias)",
+                            self.config.bundled_dir.join(&target).join("plugin.json").display()
+                        ),
+                        ));
+                    };
+                    if let Some(child) = children.get(&target) {
+                        return Ok(Some(child.clone()));
+                    }
+                    (target, plugin)
+                }
+            };
+        let dir = self.config.bundled_dir.join(&id);
         if manifest.executable.is_empty() {
             return Err(PluginError::failed(
-                id,
-                format!("{} names no executable", manifest_path.display()),
+                &id,
+                format!("{} names no executable", dir.join("plugin.json").display()),
             ));
         }
         let child = Arc::new(Child {
-            id: id.to_owned(),
+            id: id.clone(),
             dir,
             manifest,
             state: Mutex::new(ChildState {
@@ -324,7 +324,7 @@ impl Supervisor {
             }),
             changed: watch::Sender::new(()),
         });
-        children.insert(id.to_owned(), child.clone());
+        children.insert(id, child.clone());
         Ok(Some(child))
     }
 
