@@ -37,7 +37,7 @@ build: ## build the release binary
 unit: ## unit and integration tests of every crate here (no CAN kernel, Docker or Kvaser hardware needed)
 	cargo test --release --locked --workspace
 
-lint: ## the CI workflows: actionlint (installed from PyPI if missing) and the make targets they call
+lint: ## the CI workflows: GitHub's schema, shellcheck of their scripts, the make targets and matrix names they use
 	scripts/check-workflows
 
 check-arm64: ## cargo check for linux/arm64 with Debian's rustc-web and its arm64 std (installed if missing)
