@@ -433,12 +433,9 @@ impl fmt::Debug for LinChannel {
     }
 }
 
-fn dlc(data: &[u8]) -> Result<c_uint, LinError> {
-    if data.len() > 8 {
-        return Err(LinError::Param);
-    }
-    Ok(data.len() as c_uint)
-}
+/// The C signature linWriteMessage and linUpdateMessage share: a handle, an id, data.
+type DataCall =
+    unsafe extern "C" fn(sys::LinHandle, c_uint, *const c_void, c_uint) -> sys::LinStatus;
 
 impl LinChannel {
     pub fn role(&self) -> Role {
@@ -465,18 +462,26 @@ impl LinChannel {
         LinError::check(unsafe { self.lin.linBusOff(self.handle) })
     }
 
-    /// Master: sends a header and `data` as the response (a master-published frame).
-    pub fn write(&self, id: LinId, data: &[u8]) -> Result<(), LinError> {
-        let dlc = dlc(data)?;
-        // SAFETY: data is valid for dlc bytes, which LINlib only reads.
+    /// Passes `data` for `id` to `call`, one of this library's functions taking data.
+    fn with_data(&self, call: DataCall, id: LinId, data: &[u8]) -> Result<(), LinError> {
+        if data.len() > 8 {
+            return Err(LinError::Param);
+        }
+        // SAFETY: a handle this channel owns; data is valid for its length (at most 8, the
+        // dlc given), which LINlib only reads.
         LinError::check(unsafe {
-            self.lin.linWriteMessage(
+            call(
                 self.handle,
                 id.get().into(),
                 data.as_ptr().cast::<c_void>(),
-                dlc,
+                data.len() as c_uint,
             )
         })
+    }
+
+    /// Master: sends a header and `data` as the response (a master-published frame).
+    pub fn write(&self, id: LinId, data: &[u8]) -> Result<(), LinError> {
+        self.with_data(self.lin.linWriteMessage, id, data)
     }
 
     /// Master: sends a header; the slave's response is read later.
@@ -487,16 +492,7 @@ impl LinChannel {
 
     /// Slave: the response the adapter gives when the master sends a header for `id`.
     pub fn update(&self, id: LinId, data: &[u8]) -> Result<(), LinError> {
-        let dlc = dlc(data)?;
-        // SAFETY: as in write.
-        LinError::check(unsafe {
-            self.lin.linUpdateMessage(
-                self.handle,
-                id.get().into(),
-                data.as_ptr().cast::<c_void>(),
-                dlc,
-            )
-        })
+        self.with_data(self.lin.linUpdateMessage, id, data)
     }
 
     /// Slave: no response for `id` any more.
