@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use super::kvaser::{Checksum, LinId};
+
 /// Where and why an LDF was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
@@ -60,12 +62,14 @@ pub enum SignalValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     pub name: String,
-    pub id: u8,
+    pub id: LinId,
     pub publisher: String,
     /// Data bytes, 1 to 8.
     pub size: u8,
     /// Each signal's name and its offset in bits from the first data bit.
     pub signals: Vec<(String, u32)>,
+    /// Where it is defined.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,13 +86,6 @@ pub struct ScheduleEntry {
     pub line: usize,
 }
 
-/// The LIN checksum an LDF's protocol version implies: classic before LIN 2.0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumModel {
-    Classic,
-    Enhanced,
-}
-
 impl Ldf {
     pub fn parse(text: &str) -> Result<Ldf, LdfError> {
         let tokens = tokenize(text)?;
@@ -96,11 +93,10 @@ impl Ldf {
             tokens,
             pos: 0,
             ldf: Ldf::default(),
-            frame_lines: Vec::new(),
         };
         parser.file()?;
         let ldf = parser.ldf;
-        ldf.validate(&parser.frame_lines)?;
+        ldf.validate()?;
         Ok(ldf)
     }
 
@@ -108,7 +104,7 @@ impl Ldf {
         self.frames.iter().find(|f| f.name == name)
     }
 
-    pub fn frame_by_id(&self, id: u8) -> Option<&Frame> {
+    pub fn frame_by_id(&self, id: LinId) -> Option<&Frame> {
         self.frames.iter().find(|f| f.id == id)
     }
 
@@ -116,12 +112,12 @@ impl Ldf {
         self.schedule_tables.iter().find(|t| t.name == name)
     }
 
-    /// Classic for LIN 1.x, enhanced otherwise.
-    pub fn checksum(&self) -> ChecksumModel {
+    /// The checksum the protocol version implies: classic for LIN 1.x, enhanced otherwise.
+    pub fn checksum(&self) -> Checksum {
         if self.protocol_version.starts_with("1.") {
-            ChecksumModel::Classic
+            Checksum::Classic
         } else {
-            ChecksumModel::Enhanced
+            Checksum::Enhanced
         }
     }
 
@@ -158,15 +154,18 @@ impl Ldf {
         data
     }
 
-    fn validate(&self, frame_lines: &[usize]) -> Result<(), LdfError> {
+    fn validate(&self) -> Result<(), LdfError> {
         if self.protocol_version.is_empty() {
             return Err(LdfError {
                 line: 1,
                 reason: "no LIN_protocol_version".into(),
             });
         }
-        for (frame, &line) in self.frames.iter().zip(frame_lines) {
-            let err = |reason: String| LdfError { line, reason };
+        for frame in &self.frames {
+            let err = |reason: String| LdfError {
+                line: frame.line,
+                reason,
+            };
             for (name, offset) in &frame.signals {
                 let Some(signal) = self.signals.iter().find(|s| &s.name == name) else {
                     return Err(err(format!(
@@ -315,8 +314,6 @@ struct Parser {
     tokens: Vec<(Tok, usize)>,
     pos: usize,
     ldf: Ldf,
-    /// The line of each frame's definition, in the order of `ldf.frames`.
-    frame_lines: Vec<usize>,
 }
 
 type Parsed<T> = Result<T, LdfError>;
@@ -336,6 +333,12 @@ impl Parser {
         })
     }
 
+    /// Refuses the token just read: the error names its line.
+    fn refuse_previous<T>(&mut self, reason: impl Into<String>) -> Parsed<T> {
+        self.pos -= 1;
+        self.error(reason)
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.tokens.get(self.pos).map(|(t, _)| t)
     }
@@ -353,10 +356,7 @@ impl Parser {
     fn punct(&mut self, c: char) -> Parsed<()> {
         match self.next(&format!("`{c}`"))? {
             Tok::Punct(p) if p == c => Ok(()),
-            other => {
-                self.pos -= 1;
-                self.error(format!("expected `{c}`, found {other}"))
-            }
+            other => self.refuse_previous(format!("expected `{c}`, found {other}")),
         }
     }
 
@@ -367,20 +367,14 @@ impl Parser {
     fn word(&mut self, what: &str) -> Parsed<String> {
         match self.next(what)? {
             Tok::Word(w) => Ok(w),
-            other => {
-                self.pos -= 1;
-                self.error(format!("expected {what}, found {other}"))
-            }
+            other => self.refuse_previous(format!("expected {what}, found {other}")),
         }
     }
 
     fn string(&mut self, what: &str) -> Parsed<String> {
         match self.next(what)? {
             Tok::Str(s) => Ok(s),
-            other => {
-                self.pos -= 1;
-                self.error(format!("expected {what} in quotes, found {other}"))
-            }
+            other => self.refuse_previous(format!("expected {what} in quotes, found {other}")),
         }
     }
 
@@ -392,10 +386,7 @@ impl Parser {
         };
         match parsed {
             Ok(n) => Ok(n),
-            Err(_) => {
-                self.pos -= 1;
-                self.error(format!("{what}: `{w}` is not an integer"))
-            }
+            Err(_) => self.refuse_previous(format!("{what}: `{w}` is not an integer")),
         }
     }
 
@@ -403,10 +394,7 @@ impl Parser {
         let w = self.word(what)?;
         match w.parse() {
             Ok(n) => Ok(n),
-            Err(_) => {
-                self.pos -= 1;
-                self.error(format!("{what}: `{w}` is not a number"))
-            }
+            Err(_) => self.refuse_previous(format!("{what}: `{w}` is not a number")),
         }
     }
 
@@ -415,10 +403,7 @@ impl Parser {
         let n = self.number(what)?;
         match self.word("`ms`")?.as_str() {
             "ms" => Ok(n),
-            other => {
-                self.pos -= 1;
-                self.error(format!("{what}: unit `{other}`, expected ms"))
-            }
+            other => self.refuse_previous(format!("{what}: unit `{other}`, expected ms")),
         }
     }
 
@@ -486,8 +471,7 @@ impl Parser {
                 }
                 _ if self.is_punct('{') => self.skip_block()?,
                 _ => {
-                    self.pos -= 1;
-                    return self.error(format!("unknown definition `{keyword}`"));
+                    return self.refuse_previous(format!("unknown definition `{keyword}`"));
                 }
             }
         }
@@ -536,8 +520,8 @@ impl Parser {
             self.punct(':')?;
             let size = self.integer("the signal's size")?;
             if !(1..=64).contains(&size) {
-                self.pos -= 1;
-                return self.error(format!("signal {name}: size {size} is not 1 to 64 bits"));
+                return self
+                    .refuse_previous(format!("signal {name}: size {size} is not 1 to 64 bits"));
             }
             self.punct(',')?;
             let init = if self.is_punct('{') {
@@ -585,17 +569,17 @@ impl Parser {
             let name = self.word("a frame's name")?;
             self.punct(':')?;
             let id = self.integer("the frame's identifier")?;
-            if id > 63 {
-                self.pos -= 1;
-                return self.error(format!("frame {name}: identifier {id} is not 0 to 63"));
-            }
+            let Some(id) = u32::try_from(id).ok().and_then(LinId::new) else {
+                return self
+                    .refuse_previous(format!("frame {name}: identifier {id} is not 0 to 63"));
+            };
             self.punct(',')?;
             let publisher = self.word("the frame's publisher")?;
             self.punct(',')?;
             let size = self.integer("the frame's size")?;
             if !(1..=8).contains(&size) {
-                self.pos -= 1;
-                return self.error(format!("frame {name}: size {size} is not 1 to 8 bytes"));
+                return self
+                    .refuse_previous(format!("frame {name}: size {size} is not 1 to 8 bytes"));
             }
             self.punct('{')?;
             let mut signals = Vec::new();
@@ -607,13 +591,13 @@ impl Parser {
                 signals.push((signal, offset as u32));
             }
             self.punct('}')?;
-            self.frame_lines.push(line);
             self.ldf.frames.push(Frame {
                 name,
-                id: id as u8,
+                id,
                 publisher,
                 size: size as u8,
                 signals,
+                line,
             });
         }
         self.punct('}')
@@ -635,8 +619,7 @@ impl Parser {
                 match self.word("`delay`")?.as_str() {
                     "delay" => {}
                     other => {
-                        self.pos -= 1;
-                        return self.error(format!(
+                        return self.refuse_previous(format!(
                             "schedule table {name}: expected `delay` after {command}, found `{other}`"
                         ));
                     }
@@ -720,13 +703,16 @@ Schedule_tables {
             })
         );
         assert_eq!(ldf.slaves, ["Door"]);
-        assert_eq!(ldf.checksum(), ChecksumModel::Enhanced);
+        assert_eq!(ldf.checksum(), Checksum::Enhanced);
         let status = ldf.frame("StatusFrame").unwrap();
         assert_eq!(
-            (status.id, status.size, status.publisher.as_str()),
+            (status.id.get(), status.size, status.publisher.as_str()),
             (32, 2, "Door")
         );
-        assert_eq!(ldf.frame_by_id(0x10).unwrap().name, "SwitchFrame");
+        assert_eq!(
+            ldf.frame_by_id(LinId::new(0x10).unwrap()).unwrap().name,
+            "SwitchFrame"
+        );
         let normal = ldf.schedule_table("Normal").unwrap();
         let entries: Vec<_> = normal
             .entries
@@ -761,7 +747,7 @@ Schedule_tables {
             "LIN_protocol_version = \"1.3\"",
         ))
         .unwrap();
-        assert_eq!(ldf.checksum(), ChecksumModel::Classic);
+        assert_eq!(ldf.checksum(), Checksum::Classic);
     }
 
     #[test]
