@@ -378,6 +378,32 @@ pub extern "C" fn linBusOff(h: LinHandle) -> LinStatus {
     status(result)
 }
 
+/// A call that hands data to a channel (linWriteMessage, linUpdateMessage): checks the data,
+/// applies `apply` to the channel, records `name` with the data and the status.
+unsafe fn data_call(
+    name: &str,
+    h: LinHandle,
+    id: c_uint,
+    msg: *const c_void,
+    dlc: c_uint,
+    apply: impl FnOnce(&mut Channel, &[u8]) -> Result<(), LinStatus>,
+) -> LinStatus {
+    let data = match bytes(msg, dlc) {
+        Ok(data) => data,
+        Err(e) => return e,
+    };
+    let mut sim = lock();
+    let result = sim.channel(h).and_then(|c| apply(c, data));
+    sim.record(format_args!(
+        "{name} h={h} id={id} data={} -> {}",
+        hex(data),
+        status(result).0
+    ));
+    drop(sim);
+    sim_notify();
+    status(result)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn linWriteMessage(
     h: LinHandle,
@@ -385,12 +411,7 @@ pub unsafe extern "C" fn linWriteMessage(
     msg: *const c_void,
     dlc: c_uint,
 ) -> LinStatus {
-    let data = match bytes(msg, dlc) {
-        Ok(data) => data,
-        Err(e) => return e,
-    };
-    let mut sim = lock();
-    let result = sim.channel(h).and_then(|c| {
+    data_call("linWriteMessage", h, id, msg, dlc, |c, data| {
         master_may_send(c, id)?;
         c.rx.push_back(Frame {
             id,
@@ -398,15 +419,7 @@ pub unsafe extern "C" fn linWriteMessage(
             flags: LIN_TX,
         });
         Ok(())
-    });
-    sim.record(format_args!(
-        "linWriteMessage h={h} id={id} data={} -> {}",
-        hex(data),
-        status(result).0
-    ));
-    drop(sim);
-    sim_notify();
-    status(result)
+    })
 }
 
 #[no_mangle]
@@ -434,12 +447,7 @@ pub unsafe extern "C" fn linUpdateMessage(
     msg: *const c_void,
     dlc: c_uint,
 ) -> LinStatus {
-    let data = match bytes(msg, dlc) {
-        Ok(data) => data,
-        Err(e) => return e,
-    };
-    let mut sim = lock();
-    let result = sim.channel(h).and_then(|c| {
+    data_call("linUpdateMessage", h, id, msg, dlc, |c, data| {
         if c.master {
             return Err(LinStatus::linERR_SLAVEONLY);
         }
@@ -448,13 +456,7 @@ pub unsafe extern "C" fn linUpdateMessage(
         }
         c.updates.insert(id, data.to_vec());
         Ok(())
-    });
-    sim.record(format_args!(
-        "linUpdateMessage h={h} id={id} data={} -> {}",
-        hex(data),
-        status(result).0
-    ));
-    status(result)
+    })
 }
 
 #[no_mangle]
