@@ -144,6 +144,13 @@ impl Sim {
         }
     }
 
+    /// The adapter a CANlib/LINlib channel number names.
+    fn adapter(&self, channel: c_int) -> Option<&Adapter> {
+        usize::try_from(channel)
+            .ok()
+            .and_then(|i| self.adapters.get(i))
+    }
+
     fn channel(&mut self, h: LinHandle) -> Result<&mut Channel, LinStatus> {
         usize::try_from(h)
             .ok()
@@ -231,10 +238,7 @@ pub unsafe extern "C" fn linGetTransceiverData(
     ttype: *mut c_int,
 ) -> LinStatus {
     let sim = lock();
-    let Some(adapter) = usize::try_from(channel)
-        .ok()
-        .and_then(|i| sim.adapters.get(i))
-    else {
+    let Some(adapter) = sim.adapter(channel) else {
         return LinStatus::linERR_NOTFOUND;
     };
     if !eanNo.is_null() {
@@ -257,7 +261,7 @@ pub extern "C" fn linOpenChannel(channel: c_int, flags: c_int) -> LinHandle {
         LIN_SLAVE => "slave",
         _ => return LinStatus::linERR_PARAM.0,
     };
-    if usize::try_from(channel).map_or(true, |i| i >= sim.adapters.len()) {
+    if sim.adapter(channel).is_none() {
         sim.record(format_args!(
             "linOpenChannel channel={channel} {role} -> notfound"
         ));
@@ -569,10 +573,7 @@ pub unsafe extern "C" fn canGetChannelData(
     bufsize: usize,
 ) -> canStatus {
     let sim = lock();
-    let Some(adapter) = usize::try_from(channel)
-        .ok()
-        .and_then(|i| sim.adapters.get(i))
-    else {
+    let Some(adapter) = sim.adapter(channel) else {
         return canStatus::canERR_NOTFOUND;
     };
     let value: Vec<u8> = match item as u32 {
