@@ -1,5 +1,5 @@
-//! The STAND-IN for Kvaser's libraries (`crates/kvaser-standin`) scripted and recording through
-//! files beside the library, with no environment variables: how a test reaches it inside a
+//! The STAND-IN for Kvaser's libraries (`crates/kvaser-standin`) scripted by a file beside the
+//! library, recording where that script says, with no environment variables: how a test reaches it inside a
 //! managed plugin, whose environment it does not set. Its own test binary, so that the stand-in
 //! is loaded fresh in this process.
 
@@ -8,7 +8,7 @@ use std::{path::Path, process::Command, time::Duration};
 use vxbus::lin::kvaser::{Checksum, Kvaser, LinId, Role};
 
 #[test]
-fn script_and_record_beside_the_library() {
+fn script_beside_the_library_and_record_where_it_says() {
     std::env::remove_var("KVASER_STANDIN_SCRIPT");
     std::env::remove_var("KVASER_STANDIN_RECORD");
     let mut cargo = Command::new(env!("CARGO"));
@@ -28,12 +28,17 @@ fn script_and_record_beside_the_library() {
     for name in ["liblinlib.so.1", "libcanlib.so.1"] {
         std::os::unix::fs::symlink(&built, dir.path().join(name)).unwrap();
     }
+    let records = tempfile::tempdir().unwrap();
+    let log = records.path().join("calls.log");
     std::fs::write(
         dir.path().join("kvaser-standin.json"),
-        r#"{"channels": [{"ean": "73-30130-09999-9", "serial": 5}], "responses": {"7": [42]}}"#,
+        format!(
+            r#"{{"channels": [{{"ean": "73-30130-09999-9", "serial": 5}}], "responses": {{"7": [42]}},
+                "record": {:?}}}"#,
+            log
+        ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("kvaser-standin.log"), "").unwrap();
 
     let kvaser = Kvaser::load(dir.path()).unwrap();
     assert_eq!(
@@ -47,7 +52,7 @@ fn script_and_record_beside_the_library() {
     let answer = master.read(Duration::from_secs(2)).unwrap().unwrap();
     assert_eq!(answer.data, [42]);
     drop(master);
-    let record = std::fs::read_to_string(dir.path().join("kvaser-standin.log")).unwrap();
+    let record = std::fs::read_to_string(&log).unwrap();
     assert!(
         record.contains("linRequestMessage h=0 id=7 -> 0"),
         "{record}"

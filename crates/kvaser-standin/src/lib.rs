@@ -12,11 +12,12 @@
 //! { "channels": [{"ean": "73-30130-01112-1", "serial": 1}],
 //!   "responses": {"32": [1, 2, 3, 4]},    // the far node answers a header for id 32
 //!   "checksum_errors": [33],              // answers for these ids arrive with a checksum error
-//!   "headers": [16, 32], "header_period_ms": 10 }  // a simulated master's schedule (adapter as slave)
+//!   "headers": [16, 32], "header_period_ms": 10,  // a simulated master's schedule (adapter as slave)
+//!   "record": "/var/lib/vxbus/kvaser-standin.log" }  // where to record (below)
 //! ```
 //!
 //! Every call that changes something is appended to the file named in `KVASER_STANDIN_RECORD`,
-//! else to `kvaser-standin.log` in its directory if that file exists, one line each: milliseconds since the library was loaded, the function, its arguments
+//! else in the script's `record`, one line each: milliseconds since the library was loaded, the function, its arguments
 //! (`12 linWriteMessage h=0 id=16 data=0102`), so tests check what the plugin did and when.
 #![allow(non_snake_case, non_upper_case_globals, clippy::missing_safety_doc)]
 
@@ -43,6 +44,9 @@ struct Script {
     checksum_errors: Vec<u32>,
     headers: Vec<u32>,
     header_period_ms: Option<u64>,
+    /// Where to record calls, when `KVASER_STANDIN_RECORD` is not set (a writable place: the
+    /// stand-in's own directory may be a managed plugin's read-only mount).
+    record: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Deserialize, Clone)]
@@ -134,7 +138,7 @@ impl Sim {
     fn record(&self, line: std::fmt::Arguments) {
         let Some(path) = std::env::var_os("KVASER_STANDIN_RECORD")
             .map(std::path::PathBuf::from)
-            .or_else(|| beside_me("kvaser-standin.log").filter(|p| p.exists()))
+            .or_else(|| self.script.record.clone())
         else {
             return;
         };
