@@ -15,7 +15,9 @@ ENV CARGO_INCREMENTAL=0
 RUN cargo build --release --locked
 COPY scripts ./scripts
 COPY rootfs ./rootfs
-RUN scripts/assemble-rootfs --overlay rootfs --check --version /out target/release/vxbus target/release/vxbus-logger
+# The same arguments as the Makefile's plugin-dir (BINS, ROOTFS_LIBS).
+RUN scripts/assemble-rootfs --overlay rootfs --lib libpthread.so.0 --lib libdl.so.2 --lib librt.so.1 \
+    --check --version /out target/release/vxbus target/release/vxbus-logger target/release/vxbus-kvaser-lin
 
 FROM scratch
 COPY --from=build /out/ /

@@ -12,7 +12,10 @@ ALSO_TAGS   ?=
 PLUGIN_DIR  ?= build/plugin
 BIN         := target/release/vxbus
 # Every program the rootfs ships: the daemon first (assemble-rootfs --check runs it), then bundled plugins.
-BINS        := $(BIN) target/release/vxbus-logger
+BINS        := $(BIN) target/release/vxbus-logger target/release/vxbus-kvaser-lin
+# Libraries the rootfs ships for Kvaser's libraries, which kvaser-lin loads at run time from the
+# host: glibc's compatibility stubs, which libraries built for glibc before 2.34 link to.
+ROOTFS_LIBS := --lib libpthread.so.0 --lib libdl.so.2 --lib librt.so.1
 # e2e scenarios to run: names or globs of files under tests/e2e (default: all of them)
 SCENARIOS   ?=
 
@@ -31,8 +34,8 @@ endef
 deps: ## install what the tests and the VM need (Debian packages, virtme-ng, a CAN-capable kernel)
 	tests/vm/setup
 
-build: ## build the release binary
-	cargo build --release --locked
+build: ## build the release binaries (and the Kvaser STAND-IN library the e2e scenarios load)
+	cargo build --release --locked --workspace
 
 unit: ## unit and integration tests of every crate here (no CAN kernel, Docker or Kvaser hardware needed)
 	cargo test --release --locked --workspace
@@ -45,7 +48,7 @@ check-arm64: ## cargo check for linux/arm64 with Debian's rustc-web and its arm6
 
 plugin-dir: build ## assemble build/plugin (config.json + rootfs/) from the local build, no Docker needed
 	rm -rf $(PLUGIN_DIR)
-	scripts/assemble-rootfs --overlay rootfs --check --version $(PLUGIN_DIR)/rootfs $(BINS)
+	scripts/assemble-rootfs --overlay rootfs $(ROOTFS_LIBS) --check --version $(PLUGIN_DIR)/rootfs $(BINS)
 	$(write-plugin-config)
 	@echo "built $(PLUGIN_DIR): docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
 

@@ -193,7 +193,7 @@ mod tests {
 
     /// `plugin/config.json` is what users see in `docker plugin inspect` and change with `docker
     /// plugin set`: each setting it offers must be one the daemon reads, with the same default,
-    /// and its mounts must land where the daemon looks.
+    /// and its mounts must land where the daemon (and the kvaser-lin plugin) look.
     #[test]
     fn the_managed_plugin_config_offers_settings_the_daemon_reads() {
         use clap::CommandFactory;
@@ -224,8 +224,12 @@ mod tests {
             .collect();
         assert_eq!(
             destinations,
-            [DEFAULT_STATE_DIR, DEFAULT_PLUGIN_SOCKET_DIR],
-            "mounts"
+            [
+                DEFAULT_STATE_DIR,
+                DEFAULT_PLUGIN_SOCKET_DIR,
+                crate::lin::kvaser::DEFAULT_LIBRARY_DIR
+            ],
+            "mounts (the last is where kvaser-lin looks for Kvaser's libraries by default)"
         );
         assert!(config["description"]
             .as_str()
