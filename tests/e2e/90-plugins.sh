@@ -104,7 +104,7 @@ refused() { # EXPECTED OPTIONS...: docker network create fails saying EXPECTED; 
 step "refusals: a plugin that refuses start, options its schema refuses, unknown and path-like ids"
 refused 'plugin logger: plugin.file `.hidden` is not allowed' -o plugin.driver=logger -o plugin.file=.hidden
 refused 'plugin.colour is not an item of plugin logger; its items: file' -o plugin.driver=logger -o plugin.colour=red
-refused "plugin.driver \`nosuch\`: no such plugin: not bundled (bundled: logger) and no socket $sockets/nosuch" \
+refused "plugin.driver \`nosuch\`: no such plugin: not bundled (bundled: kvaser, kvaser-lin, logger) and no socket $sockets/nosuch" \
   -o plugin.driver=nosuch
 refused 'option `plugin.driver`: `../../usr/bin` is not allowed' -o plugin.driver=../../usr/bin
 ok "each refused with its reason; nothing left behind"
