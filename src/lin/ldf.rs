@@ -587,8 +587,14 @@ impl Parser {
                 let signal = self.word("a signal's name")?;
                 self.punct(',')?;
                 let offset = self.integer("the signal's offset")?;
+                // A LIN frame has at most 64 bits; whether the signal fits is checked later.
+                let Some(offset) = u32::try_from(offset).ok().filter(|o| *o < 64) else {
+                    return self.refuse_previous(format!(
+                        "frame {name}: signal {signal} at bit {offset} is beyond a LIN frame's 64 bits"
+                    ));
+                };
                 self.punct(';')?;
-                signals.push((signal, offset as u32));
+                signals.push((signal, offset));
             }
             self.punct('}')?;
             self.ldf.frames.push(Frame {
@@ -770,6 +776,12 @@ Schedule_tables {
                 "Door, 9 {\n    Status",
                 25,
                 "frame StatusFrame: size 9 is not 1 to 8 bytes",
+            ),
+            (
+                "    Status, 0 ;",
+                "    Status, 4294967296 ;",
+                26,
+                "frame StatusFrame: signal Status at bit 4294967296 is beyond a LIN frame's 64 bits",
             ),
             (
                 "    Status, 0 ;",
