@@ -37,13 +37,13 @@ create_fails_with 'option `host_device`: `lo` exists and is not a CAN interface'
 expect_eq "$(ip -o link show | grep -c 'myhostbus\|vcan0')" 0 "host devices made by refused creates"
 
 step "a RemotiveBus definition creates a working bus, unchanged"
-# Its plugin id names a plugin that must exist: here an external one on the plugin socket, as
-# RemotiveBus's Kvaser plugin binds it (the real one comes with the Kvaser LIN bridge).
-python3 "$VXBUS_REPO/tests/e2e/ext-plugin.py" /run/vxbus/plugins/kvaser /tmp/kvaser.jsonl ok &
-on_exit 'pkill -f "ext-plugin.py /run/vxbus/plugins/kvaser"; rm -f /run/vxbus/plugins/kvaser'
-wait_until 10 "the stand-in kvaser plugin's socket" test -S /run/vxbus/plugins/kvaser
+# Its plugin id names the bundled LIN bridge (`kvaser`, an alias of kvaser-lin); with no adapter
+# here, its simulator stands for the LIN side (scenario 94 drives the adapter path).
+mkdir -p /var/lib/vxbus/lin && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" /var/lib/vxbus/lin/
+on_exit 'rm -rf /var/lib/vxbus/lin'
 docker network create -d "$PLUGIN" -o type=vcan -o device=mybus -o baudrate=19200 -o host_device=myhostbus \
-  -o plugin.driver=kvaser -o plugin.host_mode=master remotive >/dev/null
+  -o plugin.driver=kvaser -o plugin.host_mode=master -o plugin.type=simulator \
+  -o plugin.database=/var/lib/vxbus/lin/body.ldf remotive >/dev/null
 options=$(docker network inspect -f '{{json .Options}}' remotive)
 echo "docker network inspect: $options"
 expect_contains "$options" '"plugin.driver":"kvaser"' "plugin options in docker network inspect"
