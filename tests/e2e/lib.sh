@@ -6,7 +6,7 @@
 # It must leave the engine as it found it (the plugin enabled, no containers or networks);
 # register cleanups with on_exit. The harness restores that state anyway and says so in its log.
 # shellcheck shell=bash
-set -euo pipefail
+set -Eeuo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "--- $*"; }
@@ -19,6 +19,8 @@ _run_cleanups() {
   for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" >/dev/null 2>&1 || true; done
 }
 trap _run_cleanups EXIT
+# A command that fails outside the expect_* helpers ends the scenario (set -e): say which, and where.
+trap 'echo "FAIL: \`$BASH_COMMAND\` exited $? (${BASH_SOURCE[0]##*/} line $LINENO)" >&2' ERR
 
 expect_contains() { # TEXT NEEDLE [WHAT]
   [[ $1 == *"$2"* ]] || fail "${3:-output}: expected to contain '$2', got:"$'\n'"$1"
