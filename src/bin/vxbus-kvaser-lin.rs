@@ -150,6 +150,12 @@ fn open_port(
 
 impl BusPlugin for KvaserLin {
     async fn start(&self, host: &Host, bus: Bus) -> Result<(), String> {
+        // A start for a network already bridged (told again): its channel is closed first, as an
+        // adapter's LIN channel opens only once.
+        let previous = self.running.lock().unwrap().remove(&bus.network_id);
+        if let Some(previous) = previous {
+            end(previous).await;
+        }
         let options = Options::from_plugin(&bus.plugin, &bus.host_interface)?;
         let plan = Plan::new(options, bus.baudrate, |p| std::fs::read_to_string(p))?;
         let kvaser = match plan.options.target {
@@ -212,7 +218,7 @@ impl BusPlugin for KvaserLin {
             commands.clone(),
             out_rx,
         ));
-        let previous = self.running.lock().unwrap().insert(
+        self.running.lock().unwrap().insert(
             bus.network_id,
             Running {
                 commands,
@@ -220,9 +226,6 @@ impl BusPlugin for KvaserLin {
                 can,
             },
         );
-        if let Some(previous) = previous {
-            end(previous).await;
-        }
         Ok(())
     }
 

@@ -185,35 +185,16 @@ mod tests {
     use crate::lin::options::Options;
     use serde_json::json;
 
-    const LDF: &str = r#"
-LIN_description_file;
-LIN_protocol_version = "2.1";
-LIN_language_version = "2.1";
-LIN_speed = 19.2 kbps;
-Nodes { Master: Gateway, 5 ms, 0.1 ms; Slaves: Door, Seat; }
-Signals {
-  Lock: 8, 1, Gateway, Door;
-  Position: 16, 0x1234, Door, Gateway;
-  Heat: 8, 3, Seat, Gateway;
-}
-Frames {
-  LockCmd: 16, Gateway, 1 { Lock, 0; }
-  DoorState: 32, Door, 2 { Position, 0; }
-  SeatState: 33, Seat, 1 { Heat, 0; }
-}
-Schedule_tables {
-  Normal { LockCmd delay 10 ms; DoorState delay 10 ms; AssignNAD { Door } delay 10 ms; SeatState delay 10 ms; }
-}
-"#;
+    /// The e2e scenario's LDF: LockCmd (16, the master's), DoorState (32, Door), SeatState (34,
+    /// Seat); the table Normal runs them 20 ms apart.
+    const LDF: &str = include_str!("../../tests/e2e/lin/body.ldf");
 
     fn sim(role: &str) -> SimulatedBus {
-        let options = Options::from_plugin(
-            json!({"host_mode": role, "type": "simulator", "database": "/t.ldf"})
-                .as_object()
-                .unwrap(),
-            "vxbn0",
-        )
-        .unwrap();
+        sim_with(json!({"host_mode": role, "type": "simulator", "database": "/t.ldf"}))
+    }
+
+    fn sim_with(options: serde_json::Value) -> SimulatedBus {
+        let options = Options::from_plugin(options.as_object().unwrap(), "vxbn0").unwrap();
         SimulatedBus::new(&Plan::new(options, None, |_| Ok(LDF.into())).unwrap())
     }
 
@@ -239,7 +220,7 @@ Schedule_tables {
     #[test]
     fn as_slave_a_simulated_master_runs_the_first_table() {
         let mut bus = sim("slave");
-        bus.update(id(33), &[9]).unwrap();
+        bus.update(id(34), &[9]).unwrap();
         let mut seen = Vec::new();
         let started = Instant::now();
         while seen.len() < 4 {
@@ -250,15 +231,30 @@ Schedule_tables {
         assert_eq!(
             seen,
             [
-                (16, vec![1], false),
+                (16, vec![1, 0x40], false),
                 (32, vec![0x34, 0x12], false),
-                (33, vec![9], true),
-                (16, vec![1], false)
+                (34, vec![9], true),
+                (16, vec![1, 0x40], false)
             ]
         );
-        // Slots 0, 10, (20 idle), 30, 40 ms.
+        // Slots at 0, 20, 40, 60 ms.
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(40), "{took:?}");
+        assert!(took >= Duration::from_millis(60), "{took:?}");
         assert_eq!(bus.write(id(16), &[1]), Err(LinError::MasterOnly));
+    }
+
+    #[test]
+    fn a_node_configuration_slot_passes_with_nothing_on_the_bus() {
+        let mut bus = sim_with(json!({"host_mode": "slave", "type": "simulator",
+                                      "database": "/t.ldf", "schedule_table_name": "Diag"}));
+        let started = Instant::now();
+        // AssignNAD's slot (0 ms) sends nothing; DoorState's comes at 10 ms.
+        let first = loop {
+            if let Some(f) = bus.read(Duration::from_millis(5)).unwrap() {
+                break f;
+            }
+        };
+        assert_eq!(first.id, 32);
+        assert!(started.elapsed() >= Duration::from_millis(10));
     }
 }

@@ -14,10 +14,11 @@ standin_dir=/tmp/kvaser-standin
 record=/var/lib/vxbus/kvaser-standin.log
 ldf_dir=/var/lib/vxbus/lin
 on_exit "docker plugin disable -f $PLUGIN >/dev/null; docker plugin set $PLUGIN kvaser.source=/usr/lib kvaser0.path=/dev/null; docker plugin enable $PLUGIN >/dev/null; rm -rf $standin_dir $ldf_dir $record"
-on_exit "docker rm -f lin-a lin-b; docker network rm simbus simslave linbus schedbus"
+on_exit "docker rm -f lin-a lin-b; docker network rm simbus simslave linbus slavebus schedbus"
 mkdir -p "$ldf_dir" && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" "$ldf_dir/body.ldf"
 kvaser_pid() { pgrep -f "^/usr/bin/vxbus-kvaser-lin"; } # (its name is longer than pgrep -x sees)
 calls() { grep -E " $1 " "$record" || true; } # FUNCTION: the stand-in's record lines of FUNCTION
+vxbus="$VXBUS_REPO/target/release/vxbus"
 
 step "type=simulator, host_mode=master: the LDF's slaves answer headers; no Kvaser library is loaded"
 mark=$(log_mark)
@@ -53,17 +54,25 @@ echo "$out"
 expect_contains "$out" "cannot load Kvaser's libcanlib.so.1 from /usr/lib/kvaser" "the error"
 expect_contains "$out" "install Kvaser's Linux drivers and SDK" "the error"
 expect_eq "$(host_snapshot)" "$before" "the host after the refused create"
-ok "refused, naming the file, the directory and the fix; nothing left"
+# The library path is kvaser-lin's setting (vxbus set), read at each create.
+"$vxbus" set kvaser-lin library_path=/opt/kvaser
+out=$(docker network create -d "$PLUGIN" -o plugin.driver=kvaser-lin -o plugin.host_mode=master \
+  -o plugin.device_id=0 nolib 2>&1) && fail "created without Kvaser's libraries: $out"
+expect_contains "$out" "cannot load Kvaser's libcanlib.so.1 from /opt/kvaser" "the error after vxbus set"
+"$vxbus" set kvaser-lin library_path=/usr/lib/kvaser
+ok "refused, naming the file, the directory and the fix; nothing left; library_path followed"
 
 step "the STAND-IN for Kvaser's libraries where the SDK would be, an adapter's node: docker plugin set vxbus kvaser.source=DIR kvaser0.path=DEV"
 mkdir -p "$standin_dir"
 for name in liblinlib.so.1 libcanlib.so.1; do
   cp "$VXBUS_REPO/target/release/libkvaser_standin.so" "$standin_dir/$name"
 done
-# The far node answers 32 and 33 (33 with a checksum error); the record goes to the state dir.
+# The far node answers 32, 33 (with a checksum error) and 34; when the adapter is a slave, a
+# simulated master sends headers 32 and 34 every 20 ms. The record goes to the state dir.
 cat >"$standin_dir/kvaser-standin.json" <<EOF
 {"channels": [{"ean": "73-30130-01112-1", "serial": 1}],
- "responses": {"32": [17, 34], "33": [5], "34": [3]}, "checksum_errors": [33], "record": "$record"}
+ "responses": {"32": [17, 34], "33": [5], "34": [3]}, "checksum_errors": [33],
+ "headers": [32, 34], "header_period_ms": 20, "record": "$record"}
 EOF
 : >"$record"
 docker plugin disable "$PLUGIN" >/dev/null
@@ -104,6 +113,28 @@ expect_eq "$(tail -n 2 "$record" | awk '{print $2, $3}' | tr '\n' ' ')" "linBusO
 wait_logged "$mark" "LIN channel closed" 5
 ok "bus off, then closed, by the time docker network rm returned"
 
+step "host_mode=slave: the containers set and withdraw the adapter's responses; the master's traffic reaches them"
+docker network create -d "$PLUGIN" -o device=lin -o baudrate=9600 -o plugin.driver=kvaser -o plugin.host_mode=slave \
+  -o plugin.device_id=011121:1 -o plugin.checksum=classic slavebus >/dev/null
+expect_contains "$(calls linOpenChannel | tail -n1)" "channel=0 slave -> h=" "the channel opened as slave"
+expect_contains "$(calls linSetupLIN | tail -n1)" "checksum=classic flags=" "the checksum option"
+expect_contains "$(calls linSetupLIN | tail -n1)" "bps=9600 -> 0" "the LIN bit rate from the network's baudrate"
+handle=$(calls linOpenChannel | tail -n1 | grep -oE 'h=[0-9]+$')
+run_containers slavebus lin-a
+# Before the containers answer 34, the far node does (022#03); the answer to 32 comes every round.
+got=$(docker exec lin-a timeout 20 candump -L -n 4 lin0 | awk '{print $3}' | sort -u)
+expect_eq "$got" "$(printf '%s\n' 020#1122 022#03)" "what the simulated master's headers brought"
+docker exec lin-a cansend lin0 022#0707
+wait_until 10 "linUpdateMessage of 34" bash -c "grep -q 'linUpdateMessage $handle id=34 data=0707 -> 0' $record"
+# Now the adapter answers 34 itself: its own answer is not echoed; only 020#1122 comes.
+got=$(docker exec lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}' | sort -u)
+expect_eq "$got" "020#1122" "frames after the containers took over 34"
+docker exec lin-a cansend lin0 022#
+wait_until 10 "linClearMessage of 34" bash -c "grep -q 'linClearMessage $handle id=34 -> 0' $record"
+docker rm -f lin-a >/dev/null && docker network rm slavebus >/dev/null
+expect_eq "$(tail -n 2 "$record" | awk '{print $2, $3}' | tr '\n' ' ')" "linBusOff $handle linClose $handle " "the last calls"
+ok "slave at the network's baudrate: responses set (linUpdateMessage) and withdrawn (linClearMessage); the master's answers on the bus; closed"
+
 step "a device_id no adapter has, a broken LDF, an unknown schedule table: the create fails with what is wrong"
 refused() { # EXPECTED OPTION...: docker network create with OPTIONs fails with EXPECTED in its message
   local expected=$1 out
@@ -116,7 +147,7 @@ refused() { # EXPECTED OPTION...: docker network create with OPTIONs fails with 
 refused "no Kvaser channel matches device_id 999999:9; channels found: 0 = 73-30130-01112-1:1" -o plugin.device_id=999999:9
 printf 'LIN_description_file ;\nLIN_speed = fast ;\n' >"$ldf_dir/broken.ldf"
 refused "plugin.database $ldf_dir/broken.ldf: line 2: " -o plugin.device_id=0 -o plugin.database=$ldf_dir/broken.ldf
-refused "plugin.schedule_table_name \`Fast\` is not a schedule table of $ldf_dir/body.ldf; its tables: Normal" \
+refused "plugin.schedule_table_name \`Fast\` is not a schedule table of $ldf_dir/body.ldf; its tables: Normal, Diag" \
   -o plugin.device_id=0 -o plugin.database=$ldf_dir/body.ldf -o plugin.schedule_table_name=Fast
 refused "plugin.host_mode is mandatory" -o plugin.host_mode= -o plugin.device_id=0
 expect_eq "$(docker network ls -q --filter name=bad)" "" "networks named bad"
@@ -138,11 +169,11 @@ docker rm -f lin-a >/dev/null && docker network rm schedbus >/dev/null
 handle=$(calls linOpenChannel | tail -n1 | grep -oE 'h=[0-9]+$')
 slots=$(grep -E "(linWriteMessage|linRequestMessage) $handle " "$record")
 steady=$(sed -n "$((from + 1)),${to}p" "$record" | grep -E "(linWriteMessage|linRequestMessage) $handle ")
-echo "$slots" | head -n 6
+sed -n 1,6p <<<"$slots" # (sed, not head, reads to the end: no SIGPIPE under pipefail)
 # LockCmd (16, the master's: its data), DoorState (32), SeatState (34): over and over, 20 ms apart.
-order=$(echo "$slots" | grep -oE 'id=[0-9]+' | head -n 30 | tr '\n' ' ')
+order=$(grep -oE 'id=[0-9]+' <<<"$slots" | sed -n 1,30p | tr '\n' ' ')
 expect_eq "$order" "$(for _ in $(seq 10); do printf 'id=16 id=32 id=34 '; done)" "the order of the slots"
-expect_contains "$(echo "$slots" | grep 'id=16' | head -n1)" "data=0140" "LockCmd's first data (the LDF's initial values)"
+expect_contains "$(grep 'id=16' <<<"$slots" | sed -n 1p)" "data=0140" "LockCmd's first data (the LDF's initial values)"
 expect_contains "$(echo "$slots" | grep 'id=16' | tail -n1)" "data=AB55" "LockCmd's data after the container sent 010#AB55"
 # Each slot is due 20 ms after the one before was due; the bridge keeps the table on those
 # times, so after a late slot the next gap is shorter. How much later than 20 ms after the one
