@@ -3,7 +3,7 @@
 source "$VXBUS_REPO/tests/e2e/lib.sh"
 
 banner() { printf '\n=== %s\n' "$*"; }
-on_exit 'docker rm -f ecu-a ecu-b; docker network rm demo-bus'
+on_exit 'docker rm -f ecu-a ecu-b lin-ecu; docker network rm demo-bus demo-lin; rm -rf /var/lib/vxbus/lin'
 
 banner "1. vxbus is installed as a managed Docker plugin"
 docker plugin ls
@@ -45,9 +45,21 @@ banner "6. what vxbus built in the kernel: a vxcan pair per container, can-gw ru
 ip -br link show type vxcan | sed 's/^/  /'
 cangw -L 2>/dev/null | sed 's/^/  /' || true
 
-banner "7. docker rm and docker network rm leave nothing behind"
-docker rm -f ecu-a ecu-b >/dev/null
-docker network rm demo-bus >/dev/null
+banner "7. a LIN bus with no hardware: the bundled kvaser-lin plugin simulates an LDF's slave nodes"
+mkdir -p /var/lib/vxbus/lin && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" /var/lib/vxbus/lin/
+echo "  docker network create -d $PLUGIN -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator"
+echo "    -o plugin.host_mode=master -o plugin.database=/var/lib/vxbus/lin/body.ldf demo-lin"
+docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator \
+  -o plugin.host_mode=master -o plugin.database=/var/lib/vxbus/lin/body.ldf demo-lin
+docker run -d --name lin-ecu --network demo-lin "$TEST_IMAGE" sleep 600 >/dev/null
+candump_start lin0 2 lin-ecu
+echo "  lin-ecu sends:  020#R (the header of LIN frame 0x20, DoorState; the simulated Door answers)"
+docker exec lin-ecu cansend lin0 '020#R'
+candump_expect 2
+
+banner "8. docker rm and docker network rm leave nothing behind"
+docker rm -f ecu-a ecu-b lin-ecu >/dev/null
+docker network rm demo-bus demo-lin >/dev/null
 echo "  vxcan links: $(ip -br link show type vxcan | wc -l), gateway rules: $(gw_rules | wc -l), demohost: $(ip link show demohost >/dev/null 2>&1 && echo present || echo gone)"
 expect_nothing_left "the demo"
 banner "done: frames crossed between containers and the host in the kernel (vxcan + can-gw), built by vxbus"
