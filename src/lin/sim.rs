@@ -202,6 +202,23 @@ mod tests {
         LinId::new(n).unwrap()
     }
 
+    /// The next `n` frames the simulated master's schedule brings; fails after 5 s.
+    fn next_frames(bus: &mut SimulatedBus, n: usize) -> Vec<LinFrame> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut frames = Vec::new();
+        while frames.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} frames in 5 s",
+                frames.len()
+            );
+            if let Some(f) = bus.read(Duration::from_millis(5)).unwrap() {
+                frames.push(f);
+            }
+        }
+        frames
+    }
+
     #[test]
     fn as_master_the_ldfs_slaves_answer_with_initial_values() {
         let mut bus = sim("master");
@@ -221,13 +238,11 @@ mod tests {
     fn as_slave_a_simulated_master_runs_the_first_table() {
         let mut bus = sim("slave");
         bus.update(id(34), &[9]).unwrap();
-        let mut seen = Vec::new();
         let started = Instant::now();
-        while seen.len() < 4 {
-            if let Some(f) = bus.read(Duration::from_millis(5)).unwrap() {
-                seen.push((f.id, f.data, f.flags.transmitted()));
-            }
-        }
+        let seen: Vec<_> = next_frames(&mut bus, 4)
+            .into_iter()
+            .map(|f| (f.id, f.data, f.flags.transmitted()))
+            .collect();
         assert_eq!(
             seen,
             [
@@ -249,12 +264,7 @@ mod tests {
                                       "database": "/t.ldf", "schedule_table_name": "Diag"}));
         let started = Instant::now();
         // AssignNAD's slot (0 ms) sends nothing; DoorState's comes at 10 ms.
-        let first = loop {
-            if let Some(f) = bus.read(Duration::from_millis(5)).unwrap() {
-                break f;
-            }
-        };
-        assert_eq!(first.id, 32);
+        assert_eq!(next_frames(&mut bus, 1)[0].id, 32);
         assert!(started.elapsed() >= Duration::from_millis(10));
     }
 }
