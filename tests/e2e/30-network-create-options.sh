@@ -39,11 +39,10 @@ expect_eq "$(ip -o link show | grep -c 'myhostbus\|vcan0')" 0 "host devices made
 step "a RemotiveBus definition creates a working bus, unchanged"
 # Its plugin id names the bundled LIN bridge (`kvaser`, an alias of kvaser-lin); with no adapter
 # here, its simulator stands for the LIN side (scenario 94 drives the adapter path).
-mkdir -p /var/lib/vxbus/lin && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" /var/lib/vxbus/lin/
-on_exit 'rm -rf /var/lib/vxbus/lin'
+install_lin_ldf
 docker network create -d "$PLUGIN" -o type=vcan -o device=mybus -o baudrate=19200 -o host_device=myhostbus \
   -o plugin.driver=kvaser -o plugin.host_mode=master -o plugin.type=simulator \
-  -o plugin.database=/var/lib/vxbus/lin/body.ldf remotive >/dev/null
+  -o plugin.database="$LIN_LDF" remotive >/dev/null
 options=$(docker network inspect -f '{{json .Options}}' remotive)
 echo "docker network inspect: $options"
 expect_contains "$options" '"plugin.driver":"kvaser"' "plugin options in docker network inspect"

@@ -12,19 +12,21 @@ source "$(dirname "$0")/lib.sh"
 
 standin_dir=/tmp/kvaser-standin
 record=/var/lib/vxbus/kvaser-standin.log
-ldf_dir=/var/lib/vxbus/lin
-on_exit "docker plugin disable -f $PLUGIN >/dev/null; docker plugin set $PLUGIN kvaser.source=/usr/lib kvaser0.path=/dev/null; docker plugin enable $PLUGIN >/dev/null; rm -rf $standin_dir $ldf_dir $record"
+on_exit "docker plugin disable -f $PLUGIN >/dev/null; docker plugin set $PLUGIN kvaser.source=/usr/lib kvaser0.path=/dev/null; docker plugin enable $PLUGIN >/dev/null; rm -rf $standin_dir $record"
 on_exit "docker rm -f lin-a lin-b; docker network rm simbus simslave linbus slavebus schedbus"
-mkdir -p "$ldf_dir" && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" "$ldf_dir/body.ldf"
+install_lin_ldf
 kvaser_pid() { pgrep -f "^/usr/bin/vxbus-kvaser-lin"; } # (its name is longer than pgrep -x sees)
 calls() { grep -E " $1 " "$record" || true; } # FUNCTION: the stand-in's record lines of FUNCTION
+closed_last() { # HANDLE: the stand-in's last two calls took HANDLE off the bus and closed it
+  expect_eq "$(tail -n 2 "$record" | awk '{print $2, $3}' | tr '\n' ' ')" "linBusOff $1 linClose $1 " "the last calls"
+}
 vxbus="$VXBUS_REPO/target/release/vxbus"
 
 step "type=simulator, host_mode=master: the LDF's slaves answer headers; no Kvaser library is loaded"
 mark=$(log_mark)
 docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator \
-  -o plugin.host_mode=master -o plugin.database=$ldf_dir/body.ldf simbus >/dev/null
-wait_logged "$mark" "bridging vxbn[0-9a-f]* to a simulated LIN bus (slave nodes of $ldf_dir/body.ldf)" 10
+  -o plugin.host_mode=master -o plugin.database=$LIN_LDF simbus >/dev/null
+wait_logged "$mark" "bridging vxbn[0-9a-f]* to a simulated LIN bus (slave nodes of $LIN_LDF)" 10
 run_containers simbus lin-a lin-b
 listen b lin0 lin-b
 # DoorState (32) and SeatState (34) have slave publishers; LockCmd (16) is the master's own.
@@ -37,7 +39,7 @@ ok "the simulated Door and Seat answered with the LDF's initial values; no libra
 
 step "type=simulator, host_mode=slave: a simulated master runs the LDF's first table"
 docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator \
-  -o plugin.host_mode=slave -o plugin.database=$ldf_dir/body.ldf simslave >/dev/null
+  -o plugin.host_mode=slave -o plugin.database=$LIN_LDF simslave >/dev/null
 run_containers simslave lin-a
 # The master never stops: six frames come at once (two rounds of the table's three slots).
 got=$(docker exec lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}')
@@ -109,7 +111,7 @@ docker rm -f lin-a lin-b >/dev/null
 mark=$(log_mark)
 docker network rm linbus >/dev/null
 tail -n 3 "$record"
-expect_eq "$(tail -n 2 "$record" | awk '{print $2, $3}' | tr '\n' ' ')" "linBusOff $handle linClose $handle " "the last calls"
+closed_last "$handle"
 wait_logged "$mark" "LIN channel closed" 5
 ok "bus off, then closed, by the time docker network rm returned"
 
@@ -132,7 +134,7 @@ expect_eq "$got" "020#1122" "frames after the containers took over 34"
 docker exec lin-a cansend lin0 022#
 wait_until 10 "linClearMessage of 34" bash -c "grep -q 'linClearMessage $handle id=34 -> 0' $record"
 docker rm -f lin-a >/dev/null && docker network rm slavebus >/dev/null
-expect_eq "$(tail -n 2 "$record" | awk '{print $2, $3}' | tr '\n' ' ')" "linBusOff $handle linClose $handle " "the last calls"
+closed_last "$handle"
 ok "slave at the network's baudrate: responses set (linUpdateMessage) and withdrawn (linClearMessage); the master's answers on the bus; closed"
 
 step "a device_id no adapter has, a broken LDF, an unknown schedule table: the create fails with what is wrong"
@@ -145,10 +147,10 @@ refused() { # EXPECTED OPTION...: docker network create with OPTIONs fails with 
   echo "refused: $out"
 }
 refused "no Kvaser channel matches device_id 999999:9; channels found: 0 = 73-30130-01112-1:1" -o plugin.device_id=999999:9
-printf 'LIN_description_file ;\nLIN_speed = fast ;\n' >"$ldf_dir/broken.ldf"
-refused "plugin.database $ldf_dir/broken.ldf: line 2: " -o plugin.device_id=0 -o plugin.database=$ldf_dir/broken.ldf
-refused "plugin.schedule_table_name \`Fast\` is not a schedule table of $ldf_dir/body.ldf; its tables: Normal, Diag" \
-  -o plugin.device_id=0 -o plugin.database=$ldf_dir/body.ldf -o plugin.schedule_table_name=Fast
+printf 'LIN_description_file ;\nLIN_speed = fast ;\n' >"$LIN_DIR/broken.ldf"
+refused "plugin.database $LIN_DIR/broken.ldf: line 2: " -o plugin.device_id=0 -o plugin.database=$LIN_DIR/broken.ldf
+refused "plugin.schedule_table_name \`Fast\` is not a schedule table of $LIN_LDF; its tables: Normal, Diag" \
+  -o plugin.device_id=0 -o plugin.database=$LIN_LDF -o plugin.schedule_table_name=Fast
 refused "plugin.host_mode is mandatory" -o plugin.host_mode= -o plugin.device_id=0
 expect_eq "$(docker network ls -q --filter name=bad)" "" "networks named bad"
 ok "each refused with the option, file and line"
@@ -156,7 +158,7 @@ ok "each refused with the option, file and line"
 step "a schedule table on the base tick: the stand-in sees the table's headers in order and on time"
 : >"$record"
 docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o plugin.host_mode=master \
-  -o plugin.device_id=011121:1 -o plugin.database=$ldf_dir/body.ldf -o plugin.schedule_table_name=Normal \
+  -o plugin.device_id=011121:1 -o plugin.database=$LIN_LDF -o plugin.schedule_table_name=Normal \
   -o plugin.base_tick_ms=5 schedbus >/dev/null
 run_containers schedbus lin-a
 docker exec lin-a cansend lin0 010#AB55
@@ -186,7 +188,7 @@ echo "slots in 3 s of steady running: $((count + 1)); later than due (ms): p99 $
 ((count >= 100)) || fail "only $count slots in 3 s, not about 150"
 ((p99 <= 5)) || fail "more than one slot in a hundred came over a tick (5 ms) late: p99 $p99 ms"
 ((max <= 15)) || fail "a slot came $max ms late: three ticks"
-expect_eq "$(tail -n 2 "$record" | awk '{print $2}' | tr '\n' ' ')" "linBusOff linClose " "the last calls"
+closed_last "$handle"
 ok "slots in order; 99% within a tick of their time (max $max ms late); the channel closed"
 
 expect_nothing_left "the kvaser-lin scenario"

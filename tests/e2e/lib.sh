@@ -189,6 +189,15 @@ send_frames() { # CLASSIC FD IFACE: prints a sh script that sends `frames CLASSI
   echo "for f in $(frames "$1" "$2" | tr '\n' ' '); do cansend $3 \$f || exit 1; done"
 }
 
+# The LIN description (tests/e2e/lin/body.ldf) where the managed plugin can read it: its
+# /var/lib/vxbus is the host's. LIN_DIR goes at exit.
+LIN_DIR=/var/lib/vxbus/lin
+LIN_LDF=$LIN_DIR/body.ldf
+install_lin_ldf() {
+  mkdir -p "$LIN_DIR" && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" "$LIN_LDF"
+  on_exit "rm -rf $LIN_DIR"
+}
+
 # What vxbus owns in the kernel and on disk, to prove nothing is left behind.
 vxbus_links() { ip -o link show | grep -oE 'vxb[hcn][0-9a-f]{10}' | sort -u || true; } # vxcan ends, plugin vcans
 gw_rules() { cangw -L 2>/dev/null | grep '^cangw -A' || true; } # can-utils 2020.11 exits non-zero

@@ -3,7 +3,7 @@
 source "$VXBUS_REPO/tests/e2e/lib.sh"
 
 banner() { printf '\n=== %s\n' "$*"; }
-on_exit 'docker rm -f ecu-a ecu-b lin-ecu; docker network rm demo-bus demo-lin; rm -rf /var/lib/vxbus/lin'
+on_exit 'docker rm -f ecu-a ecu-b lin-ecu; docker network rm demo-bus demo-lin'
 
 banner "1. vxbus is installed as a managed Docker plugin"
 docker plugin ls
@@ -46,11 +46,11 @@ ip -br link show type vxcan | sed 's/^/  /'
 cangw -L 2>/dev/null | sed 's/^/  /' || true
 
 banner "7. a LIN bus with no hardware: the bundled kvaser-lin plugin simulates an LDF's slave nodes"
-mkdir -p /var/lib/vxbus/lin && cp "$VXBUS_REPO/tests/e2e/lin/body.ldf" /var/lib/vxbus/lin/
+install_lin_ldf
 echo "  docker network create -d $PLUGIN -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator"
-echo "    -o plugin.host_mode=master -o plugin.database=/var/lib/vxbus/lin/body.ldf demo-lin"
+echo "    -o plugin.host_mode=master -o plugin.database=$LIN_LDF demo-lin"
 docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o plugin.type=simulator \
-  -o plugin.host_mode=master -o plugin.database=/var/lib/vxbus/lin/body.ldf demo-lin
+  -o plugin.host_mode=master -o plugin.database="$LIN_LDF" demo-lin
 docker run -d --name lin-ecu --network demo-lin "$TEST_IMAGE" sleep 600 >/dev/null
 candump_start lin0 2 lin-ecu
 echo "  lin-ecu sends:  020#R (the header of LIN frame 0x20, DoorState; the simulated Door answers)"
