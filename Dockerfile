@@ -10,14 +10,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev &&
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
-COPY src ./src
+COPY plugins ./plugins
 ENV CARGO_INCREMENTAL=0
-RUN cargo build --release --locked
+# The daemon and every bundled plugin (the test-only stand-in is left out).
+RUN cargo build --release --locked --workspace --exclude kvaser-standin
 COPY scripts ./scripts
 COPY rootfs ./rootfs
-# The same arguments as the Makefile's plugin-dir (BINS, ROOTFS_LIBS).
+# The same arguments and steps as the Makefile's plugin-dir (BINS, ROOTFS_LIBS).
 RUN scripts/assemble-rootfs --overlay rootfs --lib libpthread.so.0 --lib libdl.so.2 --lib librt.so.1 \
-    --check --version /out target/release/vxbus target/release/vxbus-logger target/release/vxbus-kvaser-lin
+    --check --version /out target/release/vxbus $(scripts/bundled-plugins programs) && \
+    scripts/bundled-plugins install /out
 
 FROM scratch
 COPY --from=build /out/ /

@@ -11,8 +11,9 @@ TAG         ?= $(VERSION)
 ALSO_TAGS   ?=
 PLUGIN_DIR  ?= build/plugin
 BIN         := target/release/vxbus
-# Every program the rootfs ships: the daemon first (assemble-rootfs --check runs it), then bundled plugins.
-BINS        := $(BIN) target/release/vxbus-logger target/release/vxbus-kvaser-lin
+# Every program the rootfs ships: the daemon first (assemble-rootfs --check runs it), then the
+# bundled plugins, one per folder under plugins/ (scripts/bundled-plugins finds them).
+BINS        := $(BIN) $(shell scripts/bundled-plugins programs)
 # Libraries the rootfs ships for Kvaser's libraries, which kvaser-lin loads at run time from the
 # host: glibc's compatibility stubs, which libraries built for glibc before 2.34 link to.
 ROOTFS_LIBS := --lib libpthread.so.0 --lib libdl.so.2 --lib librt.so.1
@@ -34,10 +35,10 @@ endef
 deps: ## install what the tests and the VM need (Debian packages, virtme-ng, a CAN-capable kernel)
 	tests/vm/setup
 
-build: ## build the release binaries (and the Kvaser STAND-IN library the e2e scenarios load)
+build: ## build the release binaries of every crate (and the Kvaser STAND-IN library the e2e scenarios load)
 	cargo build --release --locked --workspace
 
-unit: ## unit and integration tests of every crate here (no CAN kernel, Docker or Kvaser hardware needed)
+unit: ## unit and integration tests of every crate (no CAN kernel, Docker or Kvaser hardware needed)
 	cargo test --release --locked --workspace
 
 lint: ## the CI workflows: GitHub's schema, shellcheck of their scripts, the make targets and matrix names they use
@@ -49,6 +50,7 @@ check-arm64: ## cargo check for linux/arm64 with Debian's rustc-web and its arm6
 plugin-dir: build ## assemble build/plugin (config.json + rootfs/) from the local build, no Docker needed
 	rm -rf $(PLUGIN_DIR)
 	scripts/assemble-rootfs --overlay rootfs $(ROOTFS_LIBS) --check --version $(PLUGIN_DIR)/rootfs $(BINS)
+	scripts/bundled-plugins install $(PLUGIN_DIR)/rootfs
 	$(write-plugin-config)
 	@echo "built $(PLUGIN_DIR): docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
 
@@ -97,7 +99,7 @@ bench: ## the bus (in the VM) and the chunk protocol (here): figures vs their fl
 	$(MAKE) --no-print-directory bench-chunk
 
 bench-chunk: ## chunk round trips/s and p50/p99 to a child process, 64 B and 64 KiB, 1 and 64 in flight, vs bare pipes
-	cargo run --release --locked --example chunkbench -- $(or $(SECONDS),3)
+	cargo run --release --locked -p vxbus-sdk --example chunkbench -- $(or $(SECONDS),3)
 
 vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the plugin ready
 	tests/vm/run shell

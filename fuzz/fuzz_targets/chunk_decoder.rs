@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::{Decoder, Encoder};
-use vxbus::plugins::chunk::ChunkCodec;
+use vxbus_sdk::ChunkCodec;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte chooses the read size, so splits inside headers and buffers are explored.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`, run in the VM by tests/vm/guest. Prints figures, asserts nothing about speed.
 #
-# One container sends to another with canbench (examples/canbench.rs): a burst (as fast as the
+# One container sends to another with canbench (crates/dataplane/examples/canbench.rs): a burst (as fast as the
 # sender's socket takes frames) for throughput and latency, and a paced run at 10,000 frames/s
 # for loss. First over a bare vxcan pair between the two containers (the floor: no gateway),
 # then through a vxbus network with 2, 10 and 50 members (VXBUS_BENCH_SIZES), the others idle

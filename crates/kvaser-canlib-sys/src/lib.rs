@@ -5,7 +5,7 @@
 //! Nothing links against Kvaser's libraries: [`LinLib::new`] and [`CanLib::new`] load
 //! `liblinlib.so.1` and `libcanlib.so.1` at run time (from a path the caller chooses) and fail,
 //! rather than panic, when a library or one of the symbols below is missing. Every function is
-//! `unsafe` as C declares it; vxbus's safe wrappers live in the plugin (`vxbus::lin::kvaser`).
+//! `unsafe` as C declares it; the safe wrappers are the `kvaser-canlib` crate.
 //!
 //! `unsigned long` is `c_ulong`: 8 bytes on 64-bit Linux, so [`LinMessageInfo`] is 136 bytes
 //! there (68 where `long` is 4 bytes).

@@ -1,0 +1,571 @@
+//! The network driver: what each Docker call means for the buses, applied to the kernel and
+//! recorded in the state file, in that order, with every partial change undone on failure.
+//!
+//! Owns: the networks and endpoints vxbus made, the links and gateway rules that carry them, and
+//! keeping the state file and the kernel in agreement (at every call and, through
+//! [`Driver::start`], after a restart). Must not touch: Docker's wire format (the `docker` module
+//! hands calls in), interfaces and rules it does not own.
+//!
+//! What vxbus owns in the kernel:
+//! - the vxcan pairs of its endpoints, named `vxbh<id>` (host end) and `vxbc<id>` (the peer
+//!   Docker moves into the container), `<id>` being the first 10 hex digits of Docker's
+//!   endpoint ID: the `vxbh`/`vxbc` names are reserved, and a vxcan with such a name that the
+//!   state does not list is an orphan of an earlier run, deleted;
+//! - the host devices it created (vcan);
+//! - every gateway rule between two links of one of its buses.
+//!
+//! All calls are serialized by one lock: Docker's calls are few and quick, and the lock makes
+//! each call's read-modify-write of the kernel and the state file atomic with respect to the others.
+//!
+//! Its parts: [`names`] (the links' names), [`host_device`] (a bus's host device), [`rules`]
+//! (the rules made to agree with each bus's mesh), [`reconcile`] (after a restart).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use anyhow::{anyhow, Context};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+use vxbus_dataplane::{
+    cangw::{CanGw, GwError},
+    ifname::IfName,
+    kernel::{self, CheckError, Missing},
+    links::{LinkError, Links},
+};
+use vxbus_sdk::Bus;
+
+use crate::{
+    bus::{BusSpec, OptionError},
+    state::{Endpoint, Network, State, StateFile},
+    supervisor::{PluginError, Prepared, Supervisor},
+};
+
+mod host_device;
+mod names;
+mod reconcile;
+mod rules;
+
+use names::{link_names, plugin_host_name};
+pub use names::{HOST_END_PREFIX, PEER_PREFIX, PLUGIN_HOST_PREFIX};
+
+/// Why a call failed. Docker shows the message to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A network option is refused; the message names it.
+    #[error(transparent)]
+    Option(#[from] OptionError),
+    /// The host device cannot serve as the bus's host interface.
+    #[error("option `host_device`: `{name}` {reason}")]
+    HostDevice { name: IfName, reason: String },
+    /// The kernel lacks a module a bus needs; the message names it and how to load it.
+    #[error(transparent)]
+    Kernel(#[from] Missing),
+    /// Docker names a network vxbus has no record of.
+    #[error(
+        "vxbus has no record of network {id}: it was created while vxbus's state directory was \
+         elsewhere or lost; remove the network and create it again"
+    )]
+    UnknownNetwork { id: String },
+    /// Docker names an endpoint vxbus has no record of.
+    #[error("vxbus has no record of endpoint {endpoint} on network {network}")]
+    UnknownEndpoint { network: String, endpoint: String },
+    /// Docker sent an ID vxbus cannot name links after.
+    #[error("endpoint ID `{0}` is not the hex ID Docker gives endpoints")]
+    BadEndpointId(String),
+    /// The bus's plugin refused the network or could not serve it; the message names the plugin.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// The kernel or the state file refused; the chain says what was being done.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+impl BusError {
+    /// Whether the user's request is at fault (rather than the host or vxbus).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            BusError::Plugin(err) => err.is_refusal(),
+            other => matches!(
+                other,
+                BusError::Option(_) | BusError::HostDevice { .. } | BusError::BadEndpointId(_)
+            ),
+        }
+    }
+}
+
+impl From<LinkError> for BusError {
+    fn from(error: LinkError) -> Self {
+        BusError::Failed(error.into())
+    }
+}
+
+impl From<GwError> for BusError {
+    fn from(error: GwError) -> Self {
+        BusError::Failed(error.into())
+    }
+}
+
+impl From<CheckError> for BusError {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::Missing(missing) => BusError::Kernel(missing),
+            other => BusError::Failed(other.into()),
+        }
+    }
+}
+
+/// What Join tells Docker: the interface to move into the container and its name prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinInfo {
+    pub src_name: IfName,
+    pub dst_prefix: String,
+}
+
+/// The driver. Cheap to share: every call takes the one lock.
+pub struct Driver {
+    inner: Mutex<Inner>,
+    plugins: Arc<Supervisor>,
+}
+
+struct Inner {
+    state: State,
+    file: StateFile,
+    links: Links,
+    gw: CanGw,
+}
+
+impl Driver {
+    /// Loads the state, reconciles it with the kernel, and returns the driver ready to serve.
+    /// A missing kernel module is logged (it fails each CreateNetwork until it is loaded), not
+    /// fatal: the plugin must still enable so that `docker network create` can say what is wrong.
+    pub async fn start(file: StateFile, plugins: Arc<Supervisor>) -> anyhow::Result<Driver> {
+        let links = Links::connect().context("opening an rtnetlink connection")?;
+        let gw = CanGw::open().context("opening a netlink socket for can-gw")?;
+        let state = match file.load() {
+            Ok(state) => state,
+            Err(err) => {
+                let aside = file.set_aside()?;
+                tracing::error!(
+                    "{err:#}: starting with no networks; the unreadable file is kept as {}",
+                    aside.display()
+                );
+                State::new()
+            }
+        };
+        let mut inner = Inner {
+            state,
+            file,
+            links,
+            gw,
+        };
+        let kernel_ok = match kernel::check(&inner.links, &mut inner.gw).await {
+            Ok(()) => true,
+            Err(CheckError::Missing(missing)) => {
+                tracing::error!("{missing}; until then `docker network create` fails");
+                false
+            }
+            Err(other) => return Err(other.into()),
+        };
+        inner.reconcile(kernel_ok).await?;
+        Ok(Driver {
+            inner: Mutex::new(inner),
+            plugins,
+        })
+    }
+
+    /// The networks and endpoints as recorded, for `vxbus networks`.
+    pub async fn networks(&self) -> BTreeMap<String, Network> {
+        self.inner.lock().await.state.networks.clone()
+    }
+
+    /// After a restart: starts each existing bus's plugin again (in the background; a bus
+    /// works without its plugin, so failures are logged, not fatal).
+    pub async fn resume_plugins(&self) {
+        let networks: Vec<(String, Network)> = {
+            let inner = self.inner.lock().await;
+            inner
+                .state
+                .networks
+                .iter()
+                .map(|(id, n)| (id.clone(), n.clone()))
+                .collect()
+        };
+        for (id, network) in networks {
+            let Ok(spec) = BusSpec::from_options(Some(&network.options)) else {
+                continue;
+            };
+            let Some(request) = &spec.plugin else {
+                continue;
+            };
+            let Some(host) = &network.host_device else {
+                continue;
+            };
+            match self
+                .plugins
+                .prepare(&request.driver, &request.options)
+                .await
+            {
+                Ok(prepared) => {
+                    self.plugins
+                        .resume(bus_of(&id, &spec, &host.name, prepared))
+                        .await
+                }
+                Err(err) => tracing::warn!("network {id}: its plugin did not start again: {err}"),
+            }
+        }
+    }
+
+    pub async fn create_network(
+        &self,
+        id: &str,
+        options: Option<&Map<String, Value>>,
+    ) -> Result<(), BusError> {
+        let spec = BusSpec::from_options(options)?;
+        let options = options.cloned().unwrap_or_default();
+        // The plugin checks its options before anything exists (it may have to be spawned:
+        // done outside the lock, which Docker's other calls need meanwhile).
+        let prepared = match &spec.plugin {
+            Some(request) => Some(
+                self.plugins
+                    .prepare(&request.driver, &request.options)
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut inner = self.inner.lock().await;
+        if let Some(existing) = inner.state.networks.get(id) {
+            if existing.options == options {
+                tracing::info!("network {id} exists already with these options");
+                return Ok(());
+            }
+            return Err(anyhow!("network {id} exists already with other options").into());
+        }
+        let inner = &mut *inner;
+        kernel::check(&inner.links, &mut inner.gw).await?;
+        // A plugin needs a host-side interface to open its CAN socket on: the host device, or
+        // a vcan made for it.
+        let host_name = match (&spec.host_device, &prepared) {
+            (Some(name), _) => Some(name.clone()),
+            (None, Some(_)) => Some(plugin_host_name(id)?),
+            (None, None) => None,
+        };
+        let host_device = match &host_name {
+            None => None,
+            Some(name) => {
+                if let Some(owner) = inner.state.owner_of_link(name.as_str()) {
+                    return Err(BusError::HostDevice {
+                        name: name.clone(),
+                        reason: format!(
+                            "is already used by vxbus network {owner}; two buses would merge \
+                             through it: give each bus its own host_device"
+                        ),
+                    });
+                }
+                Some(inner.prepare_host_device(name, &spec).await?)
+            }
+        };
+        let network = Network {
+            options,
+            host_device: host_device.clone(),
+            endpoints: BTreeMap::new(),
+        };
+        inner.state.networks.insert(id.to_owned(), network);
+        if let Err(err) = inner.save() {
+            inner.state.networks.remove(id);
+            if let Some(host) = host_device.filter(|host| host.created) {
+                inner.delete_link_named(&host.name).await;
+            }
+            return Err(err);
+        }
+        if let (Some(prepared), Some(host)) = (prepared, &host_device) {
+            let bus = bus_of(id, &spec, &host.name, prepared);
+            if let Err(err) = self.plugins.start(&bus).await {
+                tracing::warn!("network {id} not created: {err}");
+                inner.undo_create(id).await;
+                return Err(err.into());
+            }
+        }
+        let host = match &host_device {
+            Some(host) if host.created => format!(", host device {} created", host.name),
+            Some(host) => format!(", bridged to host device {}", host.name),
+            None => String::new(),
+        };
+        tracing::info!("network {id} created: {spec}{host}");
+        Ok(())
+    }
+
+    pub async fn delete_network(&self, id: &str) -> Result<(), BusError> {
+        let mut inner = self.inner.lock().await;
+        let Some(network) = inner.state.networks.get(id).cloned() else {
+            tracing::info!("network {id}: vxbus has no record of it; nothing to delete");
+            return Ok(());
+        };
+        // The plugin first, while the bus it serves still exists.
+        if let (Ok(spec), Some(host)) = (inner.spec(id), &network.host_device) {
+            if let Some(request) = &spec.plugin {
+                let prepared = Prepared::untyped(&request.driver, &request.options);
+                self.plugins
+                    .stop(&bus_of(id, &spec, &host.name, prepared))
+                    .await;
+            }
+        }
+        for (endpoint_id, endpoint) in &network.endpoints {
+            tracing::warn!(
+                "network {id} is deleted with endpoint {endpoint_id} still on it: removing it"
+            );
+            inner.remove_member(endpoint).await?;
+        }
+        if let Some(host) = &network.host_device {
+            if let Some(index) = inner.links.index(&host.name).await? {
+                inner.remove_rules_of(index)?;
+            }
+            if host.created {
+                inner.delete_link_named(&host.name).await;
+            }
+        }
+        inner.state.networks.remove(id);
+        inner.save()?;
+        tracing::info!("network {id} deleted");
+        Ok(())
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<(), BusError> {
+        let (host_end, peer) = link_names(endpoint_id)?;
+        let mut inner = self.inner.lock().await;
+        let network = inner.network(network_id)?;
+        if network.endpoints.contains_key(endpoint_id) {
+            tracing::info!("endpoint {endpoint_id} exists already");
+            return Ok(());
+        }
+        let spec = inner.spec(network_id)?;
+        for name in [&host_end, &peer] {
+            if let Some(owner) = inner.state.owner_of_link(name.as_str()) {
+                return Err(anyhow!(
+                    "endpoint {endpoint_id}'s link name {name} is taken by network {owner}"
+                )
+                .into());
+            }
+            if inner.links.get(name).await?.is_some() {
+                tracing::warn!("deleting {name}, an orphan vxcan of an earlier run");
+                inner.delete_link_named(name).await;
+            }
+        }
+        let (index, _) = inner
+            .links
+            .add_vxcan(&host_end, &peer)
+            .await
+            .map_err(|err| err.or_missing::<BusError>("vxcan"))?;
+        let endpoint = Endpoint {
+            host_end: host_end.clone(),
+            peer: peer.clone(),
+            joined: false,
+        };
+        let joined = async {
+            inner.links.set_up(index).await?;
+            inner
+                .state
+                .networks
+                .get_mut(network_id)
+                .expect("checked above, under the lock")
+                .endpoints
+                .insert(endpoint_id.to_owned(), endpoint.clone());
+            inner.sync_bus(network_id).await?;
+            inner.save()
+        }
+        .await;
+        if let Err(err) = joined {
+            tracing::warn!("endpoint {endpoint_id}: {err}; undoing it");
+            if let Some(network) = inner.state.networks.get_mut(network_id) {
+                network.endpoints.remove(endpoint_id);
+            }
+            if let Err(undo) = inner.remove_member(&endpoint).await {
+                tracing::error!("endpoint {endpoint_id}: undoing failed too: {undo}");
+            }
+            return Err(err);
+        }
+        tracing::info!(
+            "endpoint {endpoint_id} on network {network_id}: vxcan {host_end} <-> {peer}, \
+             bus {} with {} member(s)",
+            spec.device.as_str(),
+            inner.network(network_id)?.endpoints.len()
+        );
+        Ok(())
+    }
+
+    pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, BusError> {
+        let mut inner = self.inner.lock().await;
+        let endpoint = inner.endpoint(network_id, endpoint_id)?.clone();
+        let spec = inner.spec(network_id)?;
+        if inner.links.get(&endpoint.peer).await?.is_none() {
+            return Err(anyhow!(
+                "endpoint {endpoint_id}'s interface {} is gone from the host",
+                endpoint.peer
+            )
+            .into());
+        }
+        inner.set_joined(network_id, endpoint_id, true)?;
+        tracing::info!(
+            "endpoint {endpoint_id} joins: Docker moves {} into the container as {}<n>",
+            endpoint.peer,
+            spec.device.as_str()
+        );
+        Ok(JoinInfo {
+            src_name: endpoint.peer,
+            dst_prefix: spec.device.as_str().to_owned(),
+        })
+    }
+
+    pub async fn leave(&self, network_id: &str, endpoint_id: &str) -> Result<(), BusError> {
+        let mut inner = self.inner.lock().await;
+        inner.set_joined(network_id, endpoint_id, false)?;
+        // Docker moves the peer back to the host; DeleteEndpoint removes the pair.
+        tracing::info!("endpoint {endpoint_id} left its container");
+        Ok(())
+    }
+
+    pub async fn delete_endpoint(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<(), BusError> {
+        let mut inner = self.inner.lock().await;
+        let Some(endpoint) = inner
+            .state
+            .networks
+            .get(network_id)
+            .and_then(|network| network.endpoints.get(endpoint_id))
+            .cloned()
+        else {
+            tracing::info!("endpoint {endpoint_id}: vxbus has no record of it; nothing to delete");
+            return Ok(());
+        };
+        inner.remove_member(&endpoint).await?;
+        if let Some(network) = inner.state.networks.get_mut(network_id) {
+            network.endpoints.remove(endpoint_id);
+        }
+        inner.save()?;
+        tracing::info!(
+            "endpoint {endpoint_id} deleted ({} and its peer)",
+            endpoint.host_end
+        );
+        Ok(())
+    }
+
+    /// What `EndpointOperInfo` reports: the endpoint's links.
+    pub async fn endpoint_info(
+        &self,
+        network_id: &str,
+        endpoint_id: &str,
+    ) -> Result<BTreeMap<&'static str, String>, BusError> {
+        let inner = self.inner.lock().await;
+        let endpoint = inner.endpoint(network_id, endpoint_id)?;
+        Ok(BTreeMap::from([
+            ("host_end", endpoint.host_end.to_string()),
+            ("peer", endpoint.peer.to_string()),
+        ]))
+    }
+}
+
+/// The bus as its plugin is told about it.
+fn bus_of(id: &str, spec: &BusSpec, host_interface: &IfName, prepared: Prepared) -> Bus {
+    Bus {
+        bus_type: "vcan".into(),
+        device: spec.device.as_str().to_owned(),
+        host_device: spec.host_device.as_ref().map(|name| name.to_string()),
+        baudrate: spec.bitrate.map(|b| b.get()),
+        baudrate_fd: spec.data_bitrate.map(|b| b.get()),
+        txqueuelen: spec.txqueuelen,
+        plugin: prepared.plugin,
+        fd: spec.fd,
+        network_id: id.to_owned(),
+        host_interface: host_interface.to_string(),
+    }
+}
+
+impl Inner {
+    /// Takes back a network just created (its plugin refused it): its host device if vxbus
+    /// made it, and its state entry.
+    async fn undo_create(&mut self, id: &str) {
+        if let Some(network) = self.state.networks.remove(id) {
+            if let Some(host) = network.host_device.filter(|host| host.created) {
+                self.delete_link_named(&host.name).await;
+            }
+        }
+        if let Err(err) = self.save() {
+            tracing::error!("network {id}: undoing its creation: {err}");
+        }
+    }
+
+    fn save(&self) -> Result<(), BusError> {
+        self.file.save(&self.state).map_err(BusError::Failed)
+    }
+
+    fn network(&self, id: &str) -> Result<&Network, BusError> {
+        self.state
+            .networks
+            .get(id)
+            .ok_or_else(|| BusError::UnknownNetwork { id: id.to_owned() })
+    }
+
+    fn spec(&self, id: &str) -> Result<BusSpec, BusError> {
+        let network = self.network(id)?;
+        BusSpec::from_options(Some(&network.options))
+            .with_context(|| format!("network {id}'s recorded options"))
+            .map_err(BusError::Failed)
+    }
+
+    /// Records whether endpoint `endpoint_id`'s peer is in a container.
+    fn set_joined(
+        &mut self,
+        network_id: &str,
+        endpoint_id: &str,
+        joined: bool,
+    ) -> Result<(), BusError> {
+        self.endpoint(network_id, endpoint_id)?;
+        if let Some(endpoint) = self
+            .state
+            .networks
+            .get_mut(network_id)
+            .and_then(|network| network.endpoints.get_mut(endpoint_id))
+        {
+            endpoint.joined = joined;
+        }
+        self.save()
+    }
+
+    fn endpoint(&self, network_id: &str, endpoint_id: &str) -> Result<&Endpoint, BusError> {
+        self.network(network_id)?
+            .endpoints
+            .get(endpoint_id)
+            .ok_or_else(|| BusError::UnknownEndpoint {
+                network: network_id.to_owned(),
+                endpoint: endpoint_id.to_owned(),
+            })
+    }
+
+    /// Deletes the link `name` if it exists; failures are logged (cleanup goes on).
+    async fn delete_link_named(&self, name: &IfName) {
+        let deleted = async {
+            if let Some(index) = self.links.index(name).await? {
+                self.links.delete(index).await?;
+            }
+            Ok::<_, LinkError>(())
+        }
+        .await;
+        if let Err(err) = deleted {
+            tracing::error!("could not delete {name}: {err}");
+        }
+    }
+
+    /// Removes a member's rules and its vxcan pair (if the pair is still there).
+    async fn remove_member(&mut self, endpoint: &Endpoint) -> Result<(), BusError> {
+        if let Some(index) = self.links.index(&endpoint.host_end).await? {
+            self.remove_rules_of(index)?;
+            self.links.delete(index).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! The names vxbus gives the links it makes, and how it knows its own: `vxbh<id>` (a member's
+//! vxcan host end), `vxbc<id>` (the peer Docker moves into the container), `vxbn<id>` (the vcan
+//! made for a plugin's bus without `host_device`), `<id>` being the first 10 hex digits of
+//! Docker's endpoint or network ID.
+//!
+//! Owns: those names (pure functions). Must not touch the kernel.
+
+use anyhow::anyhow;
+use vxbus_dataplane::{ifname::IfName, links::Link};
+
+use super::BusError;
+
+/// Name prefix of the vxcan end that stays on the host.
+pub const HOST_END_PREFIX: &str = "vxbh";
+/// Name prefix of the vxcan end Docker moves into the container.
+pub const PEER_PREFIX: &str = "vxbc";
+/// Name prefix of the vcan vxbus makes for a bus whose plugin needs a host-side interface and
+/// that has no `host_device`; the network ID's first 10 hex digits follow.
+pub const PLUGIN_HOST_PREFIX: &str = "vxbn";
+/// How many hex digits of the endpoint ID follow the prefix (4 + 10 = 14 bytes).
+const ID_DIGITS: usize = 10;
+
+/// The names of endpoint `id`'s vxcan pair: (host end, peer).
+pub(super) fn link_names(id: &str) -> Result<(IfName, IfName), BusError> {
+    let digits = id
+        .get(..ID_DIGITS)
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| BusError::BadEndpointId(id.to_owned()))?;
+    let name = |prefix: &str| {
+        format!("{prefix}{digits}")
+            .parse()
+            .map_err(|_| BusError::BadEndpointId(id.to_owned()))
+    };
+    Ok((name(HOST_END_PREFIX)?, name(PEER_PREFIX)?))
+}
+
+/// Whether `link` is a vxcan end named like vxbus's own.
+pub(super) fn is_ours_by_name(link: &Link) -> bool {
+    link.kind.as_deref() == Some("vxcan")
+        && [HOST_END_PREFIX, PEER_PREFIX].iter().any(|prefix| {
+            link.name.strip_prefix(prefix).is_some_and(|rest| {
+                rest.len() == ID_DIGITS && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        })
+}
+
+/// The name of the vcan made for network `id`'s plugin.
+pub(super) fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
+    id.get(..ID_DIGITS)
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|digits| format!("{PLUGIN_HOST_PREFIX}{digits}").parse().ok())
+        .ok_or_else(|| anyhow!("network ID `{id}` is not the hex ID Docker gives networks").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_names_come_from_the_endpoint_id() {
+        let id = "3f2a9c81d0e4b5a6978877665544332211000fedcba9876543210fedcba98765";
+        let (host, peer) = link_names(id).unwrap();
+        assert_eq!(host.as_str(), "vxbh3f2a9c81d0");
+        assert_eq!(peer.as_str(), "vxbc3f2a9c81d0");
+        for bad in ["", "abc", "zz2a9c81d0e4", "3f2a9c81/0e4"] {
+            assert!(
+                matches!(link_names(bad), Err(BusError::BadEndpointId(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_vxcan_ends_named_like_ours_are_ours() {
+        let link = |name: &str, kind: &str| Link {
+            index: 1,
+            name: name.into(),
+            kind: Some(kind.into()),
+            is_can: true,
+            up: true,
+            can_bitrate: None,
+        };
+        assert!(is_ours_by_name(&link("vxbh3f2a9c81d0", "vxcan")));
+        assert!(is_ours_by_name(&link("vxbc3f2a9c81d0", "vxcan")));
+        assert!(!is_ours_by_name(&link("vxbh3f2a9c81d0", "vcan")));
+        assert!(!is_ours_by_name(&link("vxbhost", "vxcan")));
+        assert!(!is_ours_by_name(&link("vxcan0", "vxcan")));
+    }
+}

@@ -1,0 +1,236 @@
+//! The driver's record of what it made: networks (with the options they were created with),
+//! their endpoints, and the links each owns. Kept in one JSON file in the host state directory,
+//! replaced atomically, so a plugin restart, upgrade or kill finds it whole.
+//!
+//! Owns: the file's format and its atomic replacement. Must not touch: the kernel or Docker;
+//! the driver decides what to record and the reconciler compares it with the kernel.
+//!
+//! Docker never replays CreateNetwork to a plugin (see ARCHITECTURE.md), so this file is the only
+//! place a network's options survive a restart of the plugin or of dockerd.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use vxbus_dataplane::ifname::IfName;
+
+/// The file's format version; a file with another is refused rather than misread.
+pub const FORMAT: u32 = 1;
+/// The file's name in the state directory.
+pub const FILE_NAME: &str = "state.json";
+
+/// Everything the driver owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    /// By Docker's network ID.
+    pub networks: BTreeMap<String, Network>,
+}
+
+/// One network (one CAN bus).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// The `-o` options as Docker passed them; the bus spec is derived from them again on load,
+    /// so validation has one home (`bus`).
+    pub options: Map<String, Value>,
+    /// The bus's host device, if it has one.
+    pub host_device: Option<HostDevice>,
+    /// By Docker's endpoint ID.
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// The bus's interface on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDevice {
+    pub name: IfName,
+    /// Whether vxbus created it (a vcan, deleted with the network) or found it (a physical
+    /// controller or someone else's vcan, never deleted).
+    pub created: bool,
+}
+
+/// One member of a bus: a vxcan pair whose peer Docker moves into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The end that stays on the host, where the bus's gateway rules attach.
+    pub host_end: IfName,
+    /// The end Docker moves into the container (and renames to the network's `device` prefix
+    /// plus an index).
+    pub peer: IfName,
+    /// Between Join and Leave: the peer is in a container. A joined endpoint whose peer is back
+    /// on the host lost its container while vxbus was not running (Docker moves the interface
+    /// out when it tears a sandbox down, and forgets the endpoint if the driver was away).
+    #[serde(default)]
+    pub joined: bool,
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            format: FORMAT,
+            networks: BTreeMap::new(),
+        }
+    }
+
+    /// The network that owns endpoint or host device `name`, if any.
+    pub fn owner_of_link(&self, name: &str) -> Option<&str> {
+        self.networks.iter().find_map(|(id, network)| {
+            let host = network
+                .host_device
+                .as_ref()
+                .is_some_and(|host| host.name.as_str() == name);
+            let endpoint = network
+                .endpoints
+                .values()
+                .any(|e| e.host_end.as_str() == name || e.peer.as_str() == name);
+            (host || endpoint).then_some(id.as_str())
+        })
+    }
+}
+
+/// The state file.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn in_dir(dir: &Path) -> StateFile {
+        StateFile {
+            path: dir.join(FILE_NAME),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the state; a missing file is an empty state (the first start).
+    pub fn load(&self) -> Result<State> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", self.path.display()))
+            }
+        };
+        let state: State = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parsing {}", self.path.display()))?;
+        anyhow::ensure!(
+            state.format == FORMAT,
+            "{} has format {}, this vxbus reads format {FORMAT}",
+            self.path.display(),
+            state.format
+        );
+        Ok(state)
+    }
+
+    /// Replaces the file with `state`: written to a temporary file beside it, synced, renamed
+    /// over it, and the directory synced, so a crash leaves the old file or the new, never half.
+    pub fn save(&self, state: &State) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(state)?;
+        bytes.push(b'\n');
+        write_atomically(&self.path, &bytes)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Moves an unreadable file aside (`state.json.unreadable`), so the daemon can start and the
+    /// file stays for a person to read.
+    pub fn set_aside(&self) -> Result<PathBuf> {
+        let aside = self.path.with_extension("json.unreadable");
+        fs::rename(&self.path, &aside)
+            .with_context(|| format!("moving {} aside", self.path.display()))?;
+        Ok(aside)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a part:
+/// a temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|err| err.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let mut state = State::new();
+        let mut options = Map::new();
+        options.insert("device".into(), Value::String("ecu".into()));
+        let mut network = Network {
+            options,
+            host_device: Some(HostDevice {
+                name: "hbus".parse().unwrap(),
+                created: true,
+            }),
+            endpoints: BTreeMap::new(),
+        };
+        network.endpoints.insert(
+            "e1".into(),
+            Endpoint {
+                host_end: "vxbh0123456789".parse().unwrap(),
+                peer: "vxbc0123456789".parse().unwrap(),
+                joined: true,
+            },
+        );
+        state.networks.insert("n1".into(), network);
+        state
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        assert_eq!(file.load().unwrap(), State::new());
+    }
+
+    #[test]
+    fn saves_and_loads_back_leaving_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        file.save(&sample()).unwrap();
+        file.save(&sample()).unwrap();
+        assert_eq!(file.load().unwrap(), sample());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [FILE_NAME]);
+    }
+
+    #[test]
+    fn refuses_invalid_names_and_other_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(dir.path());
+        let text = serde_json::to_string(&sample()).unwrap();
+        fs::write(file.path(), text.replace("hbus", "a/b")).unwrap();
+        let err = format!("{:#}", file.load().unwrap_err());
+        assert!(err.contains("parsing") && err.contains("`/`"), "{err}");
+        fs::write(file.path(), text.replace("\"format\":1", "\"format\":9")).unwrap();
+        let err = format!("{:#}", file.load().unwrap_err());
+        assert!(err.contains("format 9"), "{err}");
+        let aside = file.set_aside().unwrap();
+        assert!(aside.ends_with("state.json.unreadable"));
+        assert_eq!(file.load().unwrap(), State::new());
+    }
+
+    #[test]
+    fn finds_the_owner_of_a_link() {
+        let state = sample();
+        assert_eq!(state.owner_of_link("hbus"), Some("n1"));
+        assert_eq!(state.owner_of_link("vxbc0123456789"), Some("n1"));
+        assert_eq!(state.owner_of_link("eth0"), None);
+    }
+}

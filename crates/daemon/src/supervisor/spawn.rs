@@ -1,0 +1,196 @@
+//! Starting a child plugin's process in its sandbox: chunk pipes on fds 3 and 4, stdout and
+//! stderr piped into the daemon's log, every capability it did not declare dropped (bounding,
+//! inheritable and ambient sets), `no_new_privs`, and SIGKILL when the daemon dies.
+//!
+//! Owns: what happens between fork and exec, and the child's log lines. Must not touch: the
+//! child's status, restarts or connection (the supervisor's).
+
+use std::{
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::process::CommandExt as _,
+    },
+    path::Path,
+    process::Stdio,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    net::unix::pipe,
+    process::Child,
+};
+use vxbus_sdk::{ENV_CHUNK_FDS, ENV_DATA_DIR, ENV_PLUGIN_ID};
+
+/// A child process, running, with the daemon's ends of its chunk pipes.
+pub struct Spawned {
+    pub process: Child,
+    /// Chunks from the child (its fd 4).
+    pub reader: pipe::Receiver,
+    /// Chunks to the child (its fd 3).
+    pub writer: pipe::Sender,
+}
+
+/// What to run, and as whom.
+pub struct Program<'a> {
+    pub path: &'a Path,
+    /// Its working directory (the plugin's directory).
+    pub dir: &'a Path,
+    pub id: &'a str,
+    /// The directory it may write (`VXBUS_PLUGIN_DATA_DIR`).
+    pub data_dir: &'a Path,
+    /// The capabilities it keeps, by name (`CAP_NET_RAW`).
+    pub capabilities: &'a [String],
+}
+
+/// Starts `program` in its sandbox. Its stdout and stderr are forwarded to the log, line by
+/// line, tagged with its id.
+pub fn spawn(program: &Program) -> Result<Spawned, String> {
+    let keep = capabilities(program.capabilities)?;
+    // Two pipes: the child reads chunks on fd 3 and writes them on fd 4; its stdout and
+    // stderr are only for logs.
+    let (to_child_r, to_child_w) = pipe_pair()?;
+    let (from_child_r, from_child_w) = pipe_pair()?;
+    let (to_child_r, from_child_w) = (above_four(to_child_r)?, above_four(from_child_w)?);
+    let (child_r, child_w) = (to_child_r.as_raw_fd(), from_child_w.as_raw_fd());
+    let drop_caps = drop_list(&keep)?;
+    let mut command = tokio::process::Command::new(program.path);
+    command
+        .current_dir(program.dir)
+        .env(ENV_CHUNK_FDS, "3,4")
+        .env(ENV_PLUGIN_ID, program.id)
+        .env(ENV_DATA_DIR, program.data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe calls (dup2, prctl, capset) between fork and exec; the
+    // lists they use were built before the fork.
+    unsafe {
+        command
+            .as_std_mut()
+            .pre_exec(move || child_setup(child_r, child_w, &drop_caps));
+    }
+    let mut process = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.path.display()))?;
+    drop((to_child_r, from_child_w));
+    let reader = pipe::Receiver::from_owned_fd(from_child_r).map_err(|e| e.to_string())?;
+    let writer = pipe::Sender::from_owned_fd(to_child_w).map_err(|e| e.to_string())?;
+    for (stream, name) in [
+        (
+            process
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            "stderr",
+        ),
+        (
+            process
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
+            "stdout",
+        ),
+    ] {
+        if let Some(stream) = stream {
+            tokio::spawn(forward_lines(program.id.to_owned(), name, stream));
+        }
+    }
+    Ok(Spawned {
+        process,
+        reader,
+        writer,
+    })
+}
+
+async fn forward_lines(id: String, stream_name: &'static str, stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "vxbus::plugin", plugin = %id, stream = stream_name, "{line}");
+    }
+}
+
+/// A pipe whose ends are closed on exec (the child gets its copies by dup2).
+fn pipe_pair() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))
+}
+
+/// `fd` moved to a number of at least 10, so that the child's dup2 to 3 and 4 cannot clobber it.
+fn above_four(fd: OwnedFd) -> Result<OwnedFd, String> {
+    use std::os::fd::FromRawFd;
+    let high = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(10))
+        .map_err(|e| format!("moving a pipe end: {e}"))?;
+    // SAFETY: fcntl returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+fn capabilities(names: &[String]) -> Result<Vec<caps::Capability>, String> {
+    names
+        .iter()
+        .map(|name| {
+            name.parse::<caps::Capability>()
+                .map_err(|_| format!("plugin.json names an unknown capability `{name}`"))
+        })
+        .collect()
+}
+
+/// The capabilities to drop from the child's bounding set: every one it did not declare, when
+/// this process may drop them; none when it has none to pass on (unprivileged tests).
+fn drop_list(keep: &[caps::Capability]) -> Result<Vec<u32>, String> {
+    let permitted = caps::read(None, caps::CapSet::Permitted).map_err(|e| e.to_string())?;
+    let can_drop = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
+        .unwrap_or(false);
+    let extra = permitted.iter().any(|c| !keep.contains(c));
+    if !can_drop {
+        return if extra && nix::unistd::geteuid().is_root() {
+            Err(
+                "cannot drop the capabilities the plugin did not declare: CAP_SETPCAP is missing"
+                    .into(),
+            )
+        } else {
+            Ok(Vec::new())
+        };
+    }
+    Ok(caps::all()
+        .into_iter()
+        .filter(|c| !keep.contains(c))
+        .map(|c| u32::from(c.index()))
+        .collect())
+}
+
+/// Runs in the child between fork and exec.
+fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Result<()> {
+    use nix::libc;
+    let check = |ret: libc::c_int| {
+        if ret < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: plain syscalls on descriptors and this process's own attributes.
+    unsafe {
+        // Both sources are above 4 (above_four), so neither dup2 overwrites the other's source.
+        check(libc::dup2(read_fd, 3))?;
+        check(libc::dup2(write_fd, 4))?;
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        for &cap in drop_caps {
+            // EINVAL: a capability this kernel does not have; nothing to drop.
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0
+                && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        check(libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ))?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+    }
+    // Inheritable capabilities would survive exec for root; clear them.
+    caps::clear(None, caps::CapSet::Inheritable).map_err(|e| std::io::Error::other(e.to_string()))
+}
