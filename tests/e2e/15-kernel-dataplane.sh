@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vxbus's data plane code against the guest's real kernel: the Rust tests in tests/kernel_*.rs
+# vxbus's data plane code against the guest's real kernel: the Rust tests in crates/*/tests/kernel_*.rs
 # (built on the host by tests/vm/run) create vcan and vxcan links over rtnetlink and can-gw rules
 # with vxbus's own netlink messages, send classic and FD frames across them, check each arrives
 # exactly once, remove everything, and report a missing can-gw module by name. Here a kernel

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The plugin is disabled (forced) and enabled, and dockerd restarts, while containers run on a
 # bus: the bus keeps working, new containers join, and vxbus's state matches the kernel.
-# What Docker re-sends (or not) after each is in ARCHITECTURE.md; the log lines checked here are
+# What Docker re-sends (or not) after each is in docs/docker-facts.md; the log lines checked here are
 # how vxbus reports what it found.
 source "$(dirname "$0")/lib.sh"
 

@@ -4,7 +4,7 @@ VM_DIR=target/vm
 KERNEL_DIR=$VM_DIR/kernel
 OUT_DIR=$VM_DIR/out
 TEST_IMAGE_TAR=$VM_DIR/testimage.tar
-# Paths of the compiled tests/kernel_*.rs binaries, one a line, for scenario 15 to run in the VM.
+# Paths of the compiled crates/*/tests/kernel_*.rs binaries, one a line, for scenario 15 to run in the VM.
 KERNEL_TESTS_LIST=$VM_DIR/kernel-tests.txt
 
 # Puts virtme-ng's `vng` on PATH if pip installed it where PATH does not look (a pyenv without

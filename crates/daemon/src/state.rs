@@ -5,7 +5,7 @@
 //! Owns: the file's format and its atomic replacement. Must not touch: the kernel or Docker;
 //! the driver decides what to record and the reconciler compares it with the kernel.
 //!
-//! Docker never replays CreateNetwork to a plugin (see ARCHITECTURE.md), so this file is the only
+//! Docker never replays CreateNetwork to a plugin (docs/docker-facts.md), so this file is the only
 //! place a network's options survive a restart of the plugin or of dockerd.
 
 use std::{

@@ -4,7 +4,7 @@
 //!
 //! Owns: the routing design. Must not touch: the kernel (it computes, the caller applies).
 //!
-//! Design (every choice below was seen in the kernel, see ARCHITECTURE.md):
+//! Design (every choice below was seen in the kernel, see docs/data-plane.md in the repository):
 //! - A full mesh of direct rules between the host-side links of the bus (each member's vxcan
 //!   host end, and the host device): a frame reaches every other member in one hop. A star
 //!   through a central vcan needs two hops and can-gw's default `max_hops=1` drops the second.

@@ -431,8 +431,6 @@ impl Supervisor {
     fn spawn(self: &Arc<Self>, child: &Arc<Child>) -> Result<(), String> {
         let program = child.dir.join(&child.manifest.executable);
         let data_dir = self.config.state_dir.join("plugin-data").join(&child.id);
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
         let spawn::Spawned {
             mut process,
             reader,

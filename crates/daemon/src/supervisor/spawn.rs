@@ -36,7 +36,7 @@ pub struct Program<'a> {
     /// Its working directory (the plugin's directory).
     pub dir: &'a Path,
     pub id: &'a str,
-    /// The directory it may write (`VXBUS_PLUGIN_DATA_DIR`).
+    /// The directory it may write (`VXBUS_PLUGIN_DATA_DIR`), created if missing.
     pub data_dir: &'a Path,
     /// The capabilities it keeps, by name (`CAP_NET_RAW`).
     pub capabilities: &'a [String],
@@ -46,6 +46,8 @@ pub struct Program<'a> {
 /// line, tagged with its id.
 pub fn spawn(program: &Program) -> Result<Spawned, String> {
     let keep = capabilities(program.capabilities)?;
+    std::fs::create_dir_all(program.data_dir)
+        .map_err(|e| format!("creating {}: {e}", program.data_dir.display()))?;
     // Two pipes: the child reads chunks on fd 3 and writes them on fd 4; its stdout and
     // stderr are only for logs.
     let (to_child_r, to_child_w) = pipe_pair()?;
