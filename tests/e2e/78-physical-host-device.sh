@@ -52,11 +52,27 @@ listen ecu can0 phys-ecu
 printf 't7DF3 02010C\r' | tr -d ' ' >"$adapter/in"
 expect_frames ecu "7DF#02010C"
 
-step "settings the controller refuses are refused, naming host_device, and leave it up"
+step "someone else's rules on can0 stay: a filtered one to the member, others to a link off the bus"
+# vxbus's rules carry interfaces and flags only; a rule with a filter is not vxbus's, and the
+# kernel removes a rule only when every attribute matches, so vxbus must neither remove it
+# (EINVAL would fail the call) nor count it as one of its own.
+ip link add adminbus type vcan && ip link set adminbus up
+on_exit 'ip link del adminbus'
+member=$(ip -o link show | awk -F': ' '$2 ~ /^vxbh/ { sub(/@.*/, "", $2); print $2 }')
+[[ -n $member ]] || fail "no vxbh link for phys-ecu"
+cangw -A -s can0 -d "$member" -i -f 123:7FF
+cangw -A -s can0 -d adminbus -e
+cangw -A -s can0 -d adminbus -f 7DF:7FF
 docker rm -f phys-ecu >/dev/null
 docker network rm phys >/dev/null
 ip link show can0 >/dev/null || fail "vxbus deleted a host device it did not create"
 expect_contains "$(ip -d link show can0)" "state UP" "can0 after the network went"
+left=$(gw_rules)
+expect_contains "$left" "-s can0 -d adminbus -e" "the plain rule to a link off the bus"
+expect_contains "$left" "-s can0 -d adminbus -f 7DF:7FF" "the filtered rule to a link off the bus"
+ip link del adminbus
+
+step "settings the controller refuses are refused, naming host_device, and leave it up"
 for bad in "-o baudrate=19200" "-o baudrate=250000 -o baudrate_fd=2000000"; do
   # shellcheck disable=SC2086 # two options in one string
   if out=$(docker network create -d "$PLUGIN" -o host_device=can0 $bad phys 2>&1); then

@@ -85,6 +85,11 @@ pub struct RuleStats {
     pub dropped: u32,
     /// Frames not routed because they had already been routed `max_hops` times.
     pub deleted: u32,
+    /// The rule has nothing but its interfaces and flags, as every rule vxbus makes. A rule with
+    /// more (a filter, frame modifications, a hop limit: someone else's) is listed with `plain`
+    /// false: it is not vxbus's, and sending `rule` back would not remove it (the kernel
+    /// matches all of a rule's attributes, and answers EINVAL).
+    pub plain: bool,
 }
 
 /// A can-gw payload.
@@ -97,6 +102,18 @@ enum GwMessage {
     Listed(Option<RuleStats>),
     /// A route of another address family: the dump was not answered by can-gw.
     Foreign,
+}
+
+/// Decodes one message of a can-gw dump as [`CanGw::list`] does: `Ok(None)` for what is not
+/// a CAN-to-CAN rule. For fuzzing and tests: every malformed input must be an error, never a
+/// panic or a read beyond `payload`.
+pub fn decode_listed(message_type: u16, payload: &[u8]) -> Result<Option<RuleStats>, DecodeError> {
+    let mut header = NetlinkHeader::default();
+    header.message_type = message_type;
+    Ok(match GwMessage::deserialize(&header, payload)? {
+        GwMessage::Listed(stats) => stats,
+        _ => None,
+    })
 }
 
 /// A can-gw payload that is not what the layout above says.
@@ -194,6 +211,7 @@ impl NetlinkDeserializable for GwMessage {
         let flags = u16::from_ne_bytes([payload[2], payload[3]]);
         let (mut src, mut dst) = (None, None);
         let (mut handled, mut dropped, mut deleted) = (0, 0, 0);
+        let mut plain = true;
         let mut rest = &payload[RTCANMSG_LEN..];
         while rest.len() >= 4 {
             let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
@@ -214,9 +232,11 @@ impl NetlinkDeserializable for GwMessage {
                 CGW_HANDLED => handled = as_u32()?,
                 CGW_DROPPED => dropped = as_u32()?,
                 CGW_DELETED => deleted = as_u32()?,
-                _ => {} // filters, modifications, hop limits: vxbus makes none and reads none
+                // Filters, modifications, hop limits, ...: vxbus makes none.
+                _ => plain = false,
             }
-            rest = &rest[align4(len)..];
+            // The last attribute's padding may be missing.
+            rest = rest.get(align4(len)..).unwrap_or_default();
         }
         let (Some(src), Some(dst)) = (src, dst) else {
             return Err(DecodeError(
@@ -229,6 +249,7 @@ impl NetlinkDeserializable for GwMessage {
             handled,
             dropped,
             deleted,
+            plain,
         })))
     }
 }
@@ -464,6 +485,8 @@ mod tests {
             handled: 100,
             dropped: 1,
             deleted: 2,
+            // A hop limit: someone else's rule (vxbus sets none).
+            plain: false,
         };
         assert_eq!(listed, GwMessage::Listed(Some(stats)));
     }
@@ -479,6 +502,7 @@ mod tests {
             handled: 7,
             dropped: 0,
             deleted: 3,
+            plain: true,
         };
         let message = GwMessage::Listed(Some(stats));
         let mut payload = vec![0; message.buffer_len()];
@@ -505,6 +529,12 @@ mod tests {
             );
         }
         assert!(GwMessage::deserialize(&header(RTM_DELROUTE), &[29, 1, 0, 0]).is_err());
+        // The last attribute without its padding: read, not over-read.
+        let unpadded = [
+            29, 1, 0, 0, 8, 0, 9, 0, 3, 0, 0, 0, 8, 0, 10, 0, 4, 0, 0, 0, 5, 0, 13, 0, 1,
+        ];
+        let listed = GwMessage::deserialize(&header(RTM_NEWROUTE), &unpadded).unwrap();
+        assert!(matches!(listed, GwMessage::Listed(Some(s)) if s.rule.dst == 4 && !s.plain));
         // A route of another family (can-gw not loaded) is reported, not refused.
         let ipv4_route = [2, 32, 0, 0, 254, 3, 1, 0];
         assert_eq!(

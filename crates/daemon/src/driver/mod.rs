@@ -20,7 +20,10 @@
 //! Its parts: [`names`] (the links' names), [`host_device`] (a bus's host device), [`rules`]
 //! (the rules made to agree with each bus's mesh), [`reconcile`] (after a restart).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
@@ -308,6 +311,10 @@ impl Driver {
                     .await;
             }
         }
+        // The bus's own rules first: those between two of its links. A bridged host device
+        // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
+        let ours: BTreeSet<u32> = inner.links_of(id).await?.indexes().collect();
+        inner.remove_rules(|rule| ours.contains(&rule.src) && ours.contains(&rule.dst))?;
         for (endpoint_id, endpoint) in &network.endpoints {
             tracing::warn!(
                 "network {id} is deleted with endpoint {endpoint_id} still on it: removing it"
@@ -315,9 +322,6 @@ impl Driver {
             inner.remove_member(endpoint).await?;
         }
         if let Some(host) = &network.host_device {
-            if let Some(index) = inner.links.index(&host.name).await? {
-                inner.remove_rules_of(index)?;
-            }
             if host.created {
                 inner.delete_link_named(&host.name).await;
             }
@@ -563,7 +567,7 @@ impl Inner {
     /// Removes a member's rules and its vxcan pair (if the pair is still there).
     async fn remove_member(&mut self, endpoint: &Endpoint) -> Result<(), BusError> {
         if let Some(index) = self.links.index(&endpoint.host_end).await? {
-            self.remove_rules_of(index)?;
+            self.remove_rules(|rule| rule.src == index || rule.dst == index)?;
             self.links.delete(index).await?;
         }
         Ok(())

@@ -1,43 +1,49 @@
 //! The can-gw rules of the buses: listing them, making them agree with each bus's mesh
 //! (`vxbus_dataplane::mesh` computes what to add and remove; this applies it), and removing a
-//! link's rules before the link goes.
+//! bus's rules before its links go. Only rules of vxbus's kind (interfaces and flags, nothing
+//! more) are ever removed: an administrator's filtered or modifying rules stay.
 //!
 //! Owns: applying rule changes for the driver. Must not touch links or the state file.
 
 use vxbus_dataplane::{
-    cangw::GwError,
+    cangw::{GwError, Rule},
     mesh::{self, BusLinks},
 };
 
 use super::{BusError, Inner};
 
 impl Inner {
-    /// Removes every rule into or out of link `index` (the kernel would remove them with the
-    /// link, but a link that stays, such as a found host device, keeps its rules otherwise).
-    pub(super) fn remove_rules_of(&mut self, index: u32) -> Result<(), BusError> {
+    /// Removes the rules `which` picks among vxbus's kind of rule (interfaces and flags only): a
+    /// rule with more (a filter, modifications, a hop limit) is someone else's, and is left.
+    pub(super) fn remove_rules(&mut self, which: impl Fn(&Rule) -> bool) -> Result<(), BusError> {
         let listed = match self.gw.list() {
             // Without can-gw there are no rules to remove.
             Err(GwError::NotLoaded { .. }) => return Ok(()),
             listed => listed?,
         };
         for stats in listed {
-            let rule = stats.rule;
-            if rule.src == index || rule.dst == index {
-                self.gw.remove(rule)?;
+            if stats.plain && which(&stats.rule) {
+                self.gw.remove(stats.rule)?;
             }
         }
         Ok(())
     }
 
     /// The kernel indexes of network `id`'s links, as the state records them (links that are
-    /// gone are left out, with a warning).
+    /// gone are left out, with a warning), and whether it carries CAN FD.
     pub(super) async fn bus_links(&self, id: &str) -> Result<BusLinks, BusError> {
+        let fd = self.spec(id)?.fd;
+        Ok(BusLinks {
+            fd,
+            ..self.links_of(id).await?
+        })
+    }
+
+    /// The kernel indexes of network `id`'s links that exist now (`fd` left false): what its
+    /// rules can connect, whether or not its recorded options still parse.
+    pub(super) async fn links_of(&self, id: &str) -> Result<BusLinks, BusError> {
         let network = self.network(id)?;
-        let spec = self.spec(id)?;
-        let mut bus = BusLinks {
-            fd: spec.fd,
-            ..BusLinks::default()
-        };
+        let mut bus = BusLinks::default();
         for endpoint in network.endpoints.values() {
             match self.links.index(&endpoint.host_end).await? {
                 Some(index) => bus.members.push(index),
@@ -64,8 +70,10 @@ impl Inner {
     /// Makes the kernel's rules whose two ends are both links of `buses` exactly the union of
     /// their meshes: missing rules added, others (and duplicates) removed. Returns the counts.
     pub(super) fn sync_rules(&mut self, buses: &[BusLinks]) -> Result<(usize, usize), BusError> {
-        let listed = self.gw.list()?.into_iter().map(|stats| stats.rule);
-        let diff = mesh::diff(buses, listed);
+        // Only rules of vxbus's kind can be vxbus's (and only those can be removed by sending
+        // them back): the others are left as they are.
+        let listed = self.gw.list()?.into_iter().filter(|stats| stats.plain);
+        let diff = mesh::diff(buses, listed.map(|stats| stats.rule));
         for rule in &diff.remove {
             self.gw.remove(*rule)?;
         }
