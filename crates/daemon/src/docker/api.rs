@@ -51,9 +51,16 @@ pub struct CreateNetworkRequest {
 }
 
 impl CreateNetworkRequest {
-    /// The user's `-o` options, if any were given.
-    pub fn generic_options(&self) -> Option<&Map<String, Value>> {
-        self.options.as_ref()?.get(GENERIC_OPTIONS)?.as_object()
+    /// The user's `-o` options, if any were given. Anything but an object there is refused
+    /// (rather than read as "no options", which would make a default bus the user did not ask for).
+    pub fn generic_options(&self) -> Result<Option<&Map<String, Value>>, String> {
+        match self.options.as_ref().and_then(|o| o.get(GENERIC_OPTIONS)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(options)) => Ok(Some(options)),
+            Some(other) => Err(format!(
+                "Options.{GENERIC_OPTIONS} is `{other}`, not an object of `-o` options"
+            )),
+        }
     }
 }
 

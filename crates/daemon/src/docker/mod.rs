@@ -161,8 +161,15 @@ async fn create_network(State(driver): Shared, body: Bytes) -> Result<Response, 
     const CALL: &str = "CreateNetwork";
     let request: CreateNetworkRequest = parse(CALL, &body)?;
     let id = &request.network_id;
+    let options = request.generic_options().map_err(|reason| {
+        logged(
+            CALL,
+            &format!("of network {id}"),
+            DriverError::BadRequest { call: CALL, reason },
+        )
+    })?;
     driver
-        .create_network(id, request.generic_options())
+        .create_network(id, options)
         .await
         .map_err(|err| logged(CALL, &format!("of network {id}"), err.into()))?;
     Ok(ok(&EmptyResponse {}))
@@ -344,6 +351,32 @@ mod tests {
             err.starts_with("option `baudrate`: `fast` is not allowed"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn create_network_refuses_options_that_are_not_an_object() {
+        for generic in [r#""device=ecu""#, "[]", "7"] {
+            let body = format!(
+                r#"{{"NetworkID":"n1","Options":{{"com.docker.network.generic":{generic}}}}}"#
+            );
+            let (status, _, answer) = post("/NetworkDriver.CreateNetwork", &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{generic}");
+            let err = answer["Err"].as_str().unwrap();
+            assert_eq!(
+                err,
+                format!(
+                    "malformed CreateNetwork request: Options.com.docker.network.generic is \
+                     `{generic}`, not an object of `-o` options"
+                )
+            );
+        }
+        // No options at all (or null) is a default bus, as before.
+        let (status, _, _) = post(
+            "/NetworkDriver.CreateNetwork",
+            r#"{"NetworkID":"n2","Options":{"com.docker.network.generic":null}}"#,
+        )
+        .await;
+        assert_ne!(status, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]
