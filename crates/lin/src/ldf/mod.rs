@@ -171,6 +171,62 @@ Schedule_tables {
                 36,
                 "the delay: unit `s`, expected ms",
             ),
+            // Times and speeds that would panic (inf, nan, too large for a Duration), spin (0)
+            // or make no sense (negative) for whoever runs the table.
+            (
+                "SwitchFrame delay 10 ms",
+                "SwitchFrame delay 0 ms",
+                36,
+                "the delay: `0` is not allowed: 1 to 3600000 ms",
+            ),
+            (
+                "SwitchFrame delay 10 ms",
+                "SwitchFrame delay -5 ms",
+                36,
+                "the delay: `-5` is not allowed: 1 to 3600000 ms",
+            ),
+            (
+                "SwitchFrame delay 10 ms",
+                "SwitchFrame delay inf ms",
+                36,
+                "the delay: `inf` is not allowed",
+            ),
+            (
+                "SwitchFrame delay 10 ms",
+                "SwitchFrame delay nan ms",
+                36,
+                "the delay: `nan` is not allowed",
+            ),
+            (
+                "SwitchFrame delay 10 ms",
+                "SwitchFrame delay 1e400 ms",
+                36,
+                "the delay: `1e400` is not allowed",
+            ),
+            (
+                "LIN_speed = 19.2 kbps ;",
+                "LIN_speed = 1e10 kbps ;",
+                6,
+                "LIN_speed: `1e10` is not allowed: 1 to 20 kbps, LIN's range",
+            ),
+            (
+                "LIN_speed = 19.2 kbps ;",
+                "LIN_speed = -19.2 kbps ;",
+                6,
+                "LIN_speed: `-19.2` is not allowed",
+            ),
+            (
+                "Master: BCM, 5 ms",
+                "Master: BCM, NaN ms",
+                10,
+                "the master's time base: `NaN` is not allowed: 1 to 1000 ms",
+            ),
+            (
+                "  Diag {\n    MasterReq delay 10 ms ;\n    AssignNAD { Door } delay 10 ms ;\n  }",
+                "  Diag {\n  }",
+                39,
+                "schedule table Diag has no entries",
+            ),
             (
                 "  Window: 4, 5, BCM, Door ;",
                 "  Window: 4, 5, BCM Door ;",

@@ -5,12 +5,17 @@
 //! Owns: tokens to an [`Ldf`]. Must not touch characters (the lexer's) or the checks between
 //! sections (the model's).
 
+use std::ops::RangeInclusive;
+
 use crate::LinId;
 
 use super::{
     lexer::{tokenize, Tok},
     Frame, Ldf, LdfError, Master, ScheduleEntry, ScheduleTable, Signal, SignalValue,
 };
+
+/// The longest slot a schedule table may have: an hour (a table runs for ever, round and round).
+const MAX_DELAY_MS: f64 = 3_600_000.0;
 
 impl Ldf {
     pub fn parse(text: &str) -> Result<Ldf, LdfError> {
@@ -107,17 +112,21 @@ impl Parser {
         }
     }
 
-    fn number(&mut self, what: &str) -> Parsed<f64> {
+    /// A decimal number in `range` (`allowed` says which in words). `inf`, `nan` and numbers too
+    /// large for an f64 are refused like any other value out of range: a time or a speed made
+    /// of them would panic or spin whoever uses it.
+    fn number(&mut self, what: &str, range: RangeInclusive<f64>, allowed: &str) -> Parsed<f64> {
         let w = self.word(what)?;
-        match w.parse() {
-            Ok(n) => Ok(n),
+        match w.parse::<f64>() {
+            Ok(n) if n.is_finite() && range.contains(&n) => Ok(n),
+            Ok(_) => self.refuse_previous(format!("{what}: `{w}` is not allowed: {allowed}")),
             Err(_) => self.refuse_previous(format!("{what}: `{w}` is not a number")),
         }
     }
 
-    /// `NUMBER ms`
-    fn milliseconds(&mut self, what: &str) -> Parsed<f64> {
-        let n = self.number(what)?;
+    /// `NUMBER ms`, from 1 ms to `max_ms`.
+    fn milliseconds(&mut self, what: &str, max_ms: f64) -> Parsed<f64> {
+        let n = self.number(what, 1.0..=max_ms, &format!("1 to {max_ms} ms"))?;
         match self.word("`ms`")?.as_str() {
             "ms" => Ok(n),
             other => self.refuse_previous(format!("{what}: unit `{other}`, expected ms")),
@@ -165,7 +174,7 @@ impl Parser {
                 }
                 "LIN_speed" => {
                     self.punct('=')?;
-                    let kbps = self.number("LIN_speed")?;
+                    let kbps = self.number("LIN_speed", 1.0..=20.0, "1 to 20 kbps, LIN's range")?;
                     match self.word("`kbps`")?.as_str() {
                         "kbps" => {}
                         other => {
@@ -205,7 +214,7 @@ impl Parser {
                 "Master" => {
                     let name = self.word("the master's name")?;
                     self.punct(',')?;
-                    let time_base_ms = self.milliseconds("the master's time base")?;
+                    let time_base_ms = self.milliseconds("the master's time base", 1000.0)?;
                     while !self.is_punct(';') {
                         self.next("`;`")?;
                     }
@@ -330,6 +339,7 @@ impl Parser {
     fn schedule_tables(&mut self) -> Parsed<()> {
         self.punct('{')?;
         while !self.is_punct('}') {
+            let table_line = self.line();
             let name = self.word("a schedule table's name")?;
             self.punct('{')?;
             let mut entries = Vec::new();
@@ -347,12 +357,20 @@ impl Parser {
                         ));
                     }
                 }
-                let delay_ms = self.milliseconds("the delay")?;
+                let delay_ms = self.milliseconds("the delay", MAX_DELAY_MS)?;
                 self.punct(';')?;
                 entries.push(ScheduleEntry {
                     command,
                     delay_ms,
                     line,
+                });
+            }
+            if entries.is_empty() {
+                return Err(LdfError {
+                    line: table_line,
+                    reason: format!(
+                        "schedule table {name} has no entries: a table runs at least one slot"
+                    ),
                 });
             }
             self.punct('}')?;
