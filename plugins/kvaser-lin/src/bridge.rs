@@ -67,6 +67,9 @@ pub enum Command {
     Stop,
 }
 
+/// The most CAN frames the loop takes from its queue between two looks at the schedule.
+pub const COMMANDS_PER_TURN: usize = 32;
+
 /// Errors after which the LIN side is gone, not merely unlucky.
 fn fatal(e: LinError) -> bool {
     matches!(
@@ -80,7 +83,7 @@ fn fatal(e: LinError) -> bool {
 
 /// Logs the first ten of a kind, then every thousandth, so a silent slave polled every slot
 /// does not flood the log.
-fn worth_logging(count: u32) -> bool {
+pub fn worth_logging(count: u32) -> bool {
     count <= 10 || count % 1000 == 0
 }
 
@@ -137,13 +140,17 @@ impl Bridge {
 
     /// Runs until [`Command::Stop`] or until every sender is gone; `emit` puts a frame onto
     /// the CAN bus. An `Err` says why the LIN side failed for good.
+    ///
+    /// Each turn takes at most [`COMMANDS_PER_TURN`] commands before it looks at the schedule, so
+    /// a member flooding the bus delays a slot by at most that many LIN calls, not for ever.
     pub fn run(
         mut self,
         commands: Receiver<Command>,
         mut emit: impl FnMut(CanOut),
     ) -> Result<(), String> {
         loop {
-            loop {
+            let mut more = true;
+            for _ in 0..COMMANDS_PER_TURN {
                 match commands.try_recv() {
                     Ok(Command::Can(frame)) => {
                         let was_running = self.running;
@@ -155,10 +162,14 @@ impl Bridge {
                         }
                     }
                     Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return Ok(()),
-                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Empty) => {
+                        more = false;
+                        break;
+                    }
                 }
             }
-            let mut wait = self.tick;
+            // With commands still waiting, the LIN side is only polled.
+            let mut wait = if more { Duration::ZERO } else { self.tick };
             if self.running {
                 let (now, tick) = (Instant::now(), self.tick);
                 let due = self.schedule.as_mut().and_then(|s| s.take_due(now, tick));
@@ -300,6 +311,8 @@ mod tests {
     struct Recorder {
         calls: Arc<Mutex<Vec<(Instant, String)>>>,
         queue: Arc<Mutex<Vec<LinFrame>>>,
+        /// How long a write takes (an adapter's call is not free).
+        write_time: Duration,
     }
 
     impl Recorder {
@@ -318,6 +331,7 @@ mod tests {
 
     impl LinPort for Recorder {
         fn write(&mut self, id: LinId, data: &[u8]) -> Result<(), LinError> {
+            std::thread::sleep(self.write_time);
             self.log(format!("write {} {data:?}", id.get()));
             Ok(())
         }
@@ -501,5 +515,30 @@ mod tests {
             50,
         );
         assert_eq!(port.calls(), ["write 16 [3]"], "stopped: written at once");
+    }
+
+    /// 200 frames from the bus wait in the queue, each a 1 ms write: the table's header slot
+    /// (its second: the first publishes 16, which has no data yet, so it makes no call) still
+    /// comes after at most two turns' worth of them, not after all 200.
+    #[test]
+    fn a_flood_from_the_bus_does_not_starve_the_schedule() {
+        let port = Recorder {
+            write_time: Duration::from_millis(1),
+            ..Recorder::default()
+        };
+        let flood = (0..200).map(|n| can(17, &[n as u8])).collect();
+        run(
+            port.clone(),
+            plan(Role::Master, Some(table()), true),
+            flood,
+            120,
+        );
+        let calls = port.calls();
+        let first_slot = calls.iter().position(|c| c == "request 32");
+        assert!(
+            first_slot.is_some_and(|at| at <= 2 * COMMANDS_PER_TURN),
+            "the first header after {first_slot:?} calls: {:?}",
+            &calls[..calls.len().min(40)]
+        );
     }
 }

@@ -23,7 +23,7 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{mpsc, Arc, Mutex},
 };
 
@@ -40,7 +40,7 @@ mod options;
 mod schedule;
 mod sim;
 
-use bridge::{Bridge, CanFrameIn, Command, LinPort};
+use bridge::{worth_logging, Bridge, CanFrameIn, Command, LinPort};
 use mapping::CanOut;
 use options::{Options, Plan, Target};
 use sim::SimulatedBus;
@@ -49,9 +49,16 @@ use sim::SimulatedBus;
 /// destination of the managed plugin's `kvaser` mount.
 pub const DEFAULT_LIBRARY_DIR: &str = "/usr/lib/kvaser";
 
+/// How many CAN frames may wait for the bridge thread; more are dropped (and counted) rather than
+/// held: a member flooding the bus must not grow the plugin's memory.
+const QUEUE: usize = 1024;
+
+/// The most bytes `plugin.database` may have: LDFs are text of a few kilobytes to a few hundred.
+const MAX_DATABASE_BYTES: u64 = 4 << 20;
+
 /// One network being bridged.
 struct Running {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     thread: std::thread::JoinHandle<()>,
     can: JoinHandle<()>,
 }
@@ -170,7 +177,7 @@ impl BusPlugin for KvaserLin {
             end(previous).await;
         }
         let options = Options::from_plugin(&bus.plugin, &bus.host_interface)?;
-        let plan = Plan::new(options, bus.baudrate, |p| std::fs::read_to_string(p))?;
+        let plan = Plan::new(options, bus.baudrate, read_database)?;
         let kvaser = match plan.options.target {
             Target::Adapter(_) => {
                 let dir = host
@@ -186,7 +193,7 @@ impl BusPlugin for KvaserLin {
         let socket = CanFdSocket::open(&bus.host_interface)
             .map_err(|e| format!("cannot open a CAN socket on {}: {e}", bus.host_interface))?;
         let name = plan.options.name.clone();
-        let (commands, commands_rx) = mpsc::channel();
+        let (commands, commands_rx) = mpsc::sync_channel(QUEUE);
         let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel::<CanOut>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         // The LIN side is opened, used and closed on this one thread (Kvaser: one handle, one
@@ -255,20 +262,55 @@ impl BusPlugin for KvaserLin {
     }
 }
 
-/// Stops a bridge and waits until its thread has closed the LIN side.
+/// Stops a bridge and waits until its thread has closed the LIN side. `Stop` waits for room in
+/// the queue on a blocking thread: the bridge takes commands every turn, so there will be some.
 async fn end(running: Running) {
     running.can.abort();
-    let _ = running.commands.send(Command::Stop);
-    let _ = tokio::task::spawn_blocking(move || running.thread.join()).await;
+    let Running {
+        commands, thread, ..
+    } = running;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = commands.send(Command::Stop);
+        thread.join()
+    })
+    .await;
+}
+
+/// Reads `plugin.database`: a regular file of at most [`MAX_DATABASE_BYTES`]. Opened without
+/// blocking, so a FIFO or a device named by mistake is refused instead of hanging the plugin
+/// (or, like `/dev/zero`, filling its memory).
+fn read_database(path: &Path) -> std::io::Result<String> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other(format!(
+            "not a regular file ({:?})",
+            metadata.file_type()
+        )));
+    }
+    if metadata.len() > MAX_DATABASE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than an LDF has (at most {MAX_DATABASE_BYTES})",
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_DATABASE_BYTES).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Carries frames between the CAN socket and the bridge until aborted or the socket fails.
 async fn carry(
     socket: CanFdSocket,
     iface: String,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::SyncSender<Command>,
     mut out: tokio::sync::mpsc::UnboundedReceiver<CanOut>,
 ) {
+    let mut dropped = 0u32;
     loop {
         tokio::select! {
             frame = socket.read_frame() => {
@@ -285,13 +327,23 @@ async fn carry(
                     CanAnyFrame::Fd(f) => CanFrameIn { id: f.raw_id(), extended: f.is_extended(), remote: false, data: f.data().to_vec() },
                     CanAnyFrame::Error(_) => continue,
                 };
-                if commands.send(Command::Can(frame)).is_err() {
-                    return; // the bridge has ended
+                match commands.try_send(Command::Can(frame)) {
+                    Ok(()) => {}
+                    Err(mpsc::TrySendError::Full(_)) => {
+                        dropped += 1;
+                        if worth_logging(dropped) {
+                            eprintln!("{iface}: the LIN side is {QUEUE} frames behind: a frame from the bus was dropped ({dropped} so far)");
+                        }
+                    }
+                    Err(mpsc::TrySendError::Disconnected(_)) => return, // the bridge has ended
                 }
             }
             Some(frame) = out.recv() => {
-                let id = StandardId::new(frame.id).expect("the mapping gives 11-bit identifiers");
-                let data = CanDataFrame::new(id, &frame.data).expect("LIN frames have at most 8 bytes");
+                let data = StandardId::new(frame.id).and_then(|id| CanDataFrame::new(id, &frame.data));
+                let Some(data) = data else {
+                    eprintln!("{iface}: not a classic CAN frame, not sent: id 0x{:X}, {} bytes", frame.id, frame.data.len());
+                    continue;
+                };
                 if let Err(e) = socket.write_frame(&data).await {
                     eprintln!("writing 0x{:X} to {iface}: {e}", frame.id);
                 }
@@ -325,5 +377,33 @@ mod tests {
         let kvaser = mounts.iter().find(|m| m["name"] == "kvaser").unwrap();
         assert_eq!(kvaser["destination"], DEFAULT_LIBRARY_DIR);
         assert_eq!(kvaser["options"], serde_json::json!(["rbind", "ro"]));
+    }
+
+    /// `plugin.database` names what the plugin reads at `docker network create`: a FIFO (which
+    /// would block the read for ever) or a device such as `/dev/zero` (which would fill the
+    /// plugin's memory) is refused at once, and so is a file larger than an LDF.
+    #[test]
+    fn the_database_is_a_regular_file_of_bounded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let ldf = dir.path().join("body.ldf");
+        std::fs::write(&ldf, "LIN_description_file ;").unwrap();
+        assert_eq!(read_database(&ldf).unwrap(), "LIN_description_file ;");
+        let fifo = dir.path().join("fifo");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let err = read_database(&fifo).unwrap_err().to_string();
+        assert!(err.starts_with("not a regular file"), "{err}");
+        let err = read_database(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("not a regular file"), "{err}");
+        let big = dir.path().join("big.ldf");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_DATABASE_BYTES + 1).unwrap();
+        let err = read_database(&big).unwrap_err().to_string();
+        assert!(err.contains("more than an LDF has"), "{err}");
     }
 }

@@ -70,14 +70,16 @@ pub struct CanOut {
 }
 
 /// What goes onto the CAN bus for a frame the adapter read; `errors` counts error frames so
-/// far, this one included.
+/// far, this one included. A frame whose identifier is not a LIN one (above 63: the adapter's
+/// library said so, not LIN) or that carries more than 8 bytes goes nowhere.
 pub fn to_can(frame: &LinFrame, status_id: u16, errors: u32) -> Option<CanOut> {
-    if frame.flags.wakeup() {
+    if frame.flags.wakeup() || frame.data.len() > 8 {
         return None;
     }
+    let id = LinId::new(frame.id)?;
     let bits = frame.flags.error_bits();
     if bits != 0 {
-        let mut data = vec![frame.id as u8, bits];
+        let mut data = vec![id.get(), bits];
         data.extend_from_slice(&errors.to_le_bytes());
         return Some(CanOut {
             id: status_id,
@@ -88,7 +90,7 @@ pub fn to_can(frame: &LinFrame, status_id: u16, errors: u32) -> Option<CanOut> {
         return None;
     }
     Some(CanOut {
-        id: frame.id as u16,
+        id: id.get().into(),
         data: frame.data.clone(),
     })
 }
@@ -207,5 +209,21 @@ mod tests {
                 | FrameFlags::BIT_ERROR,
         );
         assert_eq!(all.error_bits(), 31);
+    }
+
+    /// What the adapter's library reports is not trusted to be LIN: an identifier above 63 (a
+    /// CAN identifier above 0x7FF panicked the plugin) or more than 8 bytes goes nowhere.
+    #[test]
+    fn frames_that_are_not_lin_are_not_put_on_the_bus() {
+        for id in [64, 0x7FF, 0x1234, u32::MAX] {
+            assert_eq!(
+                to_can(&frame(id, &[1], FrameFlags::RX), 0x7F0, 0),
+                None,
+                "{id}"
+            );
+            let bad = frame(id, &[], FrameFlags::RX | FrameFlags::NO_DATA);
+            assert_eq!(to_can(&bad, 0x7F0, 1), None, "{id}");
+        }
+        assert_eq!(to_can(&frame(5, &[0; 9], FrameFlags::RX), 0x7F0, 0), None);
     }
 }
