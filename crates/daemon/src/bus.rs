@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, fmt, num::NonZeroU32, str::FromStr};
 use serde_json::{Map, Value};
 
 use vxbus_dataplane::ifname::{self, IfName, IfNameError};
+use vxbus_sdk::{PluginId, PLUGIN_ID_RULE};
 
 /// The bus types vxbus builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +47,7 @@ impl FromStr for DevicePrefix {
 /// A plugin the network names with `plugin.driver`, and its `plugin.*` items (prefix removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginRequest {
-    pub driver: String,
+    pub driver: PluginId,
     pub options: BTreeMap<String, String>,
 }
 
@@ -289,15 +290,6 @@ fn host_device(given: &Given) -> Result<Option<IfName>, OptionError> {
 
 /// Whether `id` can name a plugin: a bundled plugin's directory or an external one's socket, so
 /// never a path (`/`, `..`) nor hidden.
-fn is_plugin_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
-        && !id.contains("..")
-}
-
 /// `plugin.driver` and its `plugin.<item>` options.
 fn plugin(given: &Given) -> Result<Option<PluginRequest>, OptionError> {
     let items: BTreeMap<String, String> = given
@@ -305,13 +297,10 @@ fn plugin(given: &Given) -> Result<Option<PluginRequest>, OptionError> {
         .filter_map(|(&name, &value)| Some((plugin_item(name)?.to_owned(), value.to_owned())))
         .collect();
     match given.get("plugin.driver") {
-        Some(&driver) if !is_plugin_id(driver) => Err(invalid(
-            "plugin.driver",
-            driver,
-            "a plugin id: 1 to 64 of a-z, 0-9, `_`, `-`, `.`, starting with a letter or digit",
-        )),
         Some(&driver) => Ok(Some(PluginRequest {
-            driver: driver.to_owned(),
+            driver: driver
+                .parse()
+                .map_err(|_| invalid("plugin.driver", driver, PLUGIN_ID_RULE))?,
             options: items,
         })),
         None => match items.keys().next() {
@@ -363,7 +352,7 @@ mod tests {
         assert_eq!(spec.host_device.unwrap().as_str(), "myhostbus");
         assert_eq!(spec.bitrate.map(NonZeroU32::get), Some(19200));
         let plugin = spec.plugin.unwrap();
-        assert_eq!(plugin.driver, "kvaser");
+        assert_eq!(plugin.driver.as_str(), "kvaser");
         let items: Vec<_> = plugin
             .options
             .iter()

@@ -18,6 +18,8 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 
+use vxbus_sdk::PluginId;
+
 use crate::{driver::Driver, supervisor::Supervisor};
 
 /// The control socket's file name in the state directory.
@@ -34,12 +36,12 @@ pub enum Command {
     /// Show a plugin's settings.
     Settings {
         /// The plugin id.
-        plugin: String,
+        plugin: PluginId,
     },
     /// Change one of a plugin's settings (ITEM=VALUE); the running plugin gets it at once.
     Set {
         /// The plugin id.
-        plugin: String,
+        plugin: PluginId,
         /// ITEM=VALUE
         #[arg(value_name = "ITEM=VALUE")]
         assignment: String,
@@ -167,6 +169,12 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// The first 12 characters of a Docker id, as `docker network ls` shows them (characters, not
+/// bytes: the id comes from the daemon's record and is not trusted to be ASCII).
+fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
 /// The answer as lines for a person.
 fn human(command: &Command, value: &Value) -> String {
     let mut out = String::new();
@@ -181,18 +189,13 @@ fn human(command: &Command, value: &Value) -> String {
                     .flatten()
                     .map(|(k, v)| format!("{k}={}", text(v)))
                     .collect();
-                out += &format!(
-                    "{:<13} {:<15} {}\n",
-                    &id[..id.len().min(12)],
-                    host,
-                    options.join(" ")
-                );
+                out += &format!("{:<13} {:<15} {}\n", short(id), host, options.join(" "));
                 for (endpoint_id, endpoint) in
                     network["endpoints"].as_object().into_iter().flatten()
                 {
                     out += &format!(
                         "  endpoint {} {} <-> {}{}\n",
-                        &endpoint_id[..endpoint_id.len().min(12)],
+                        short(endpoint_id),
                         text(&endpoint["host_end"]),
                         text(&endpoint["peer"]),
                         if endpoint["joined"] == true {
@@ -226,4 +229,23 @@ fn human(command: &Command, value: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_shortened_by_characters_not_bytes() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+        // Byte 12 of this id falls inside an `é`: slicing bytes would panic.
+        assert_eq!(short("aéééééééééééé"), "aééééééééééé");
+        // A record with a non-ASCII id is shown, not a panic of the host-side command.
+        let networks = json!({"aéééééééééééé": {"host_device": null, "options": {},
+            "endpoints": {"ü": {"host_end": "vxbh1", "peer": "vxbc1", "joined": true}}}});
+        let text = human(&Command::Networks, &networks);
+        assert!(text.contains("aééééééééééé "), "{text}");
+        assert!(text.contains("endpoint ü vxbh1 <-> vxbc1"), "{text}");
+    }
 }

@@ -303,6 +303,20 @@ fn ctl(daemon: &Daemon, args: &[&str]) -> (bool, String) {
     (output.status.success(), text)
 }
 
+/// One raw request line to `daemon`'s control socket, as another program could send it, and
+/// the daemon's answer.
+fn control_request(daemon: &Daemon, line: &str) -> Value {
+    use std::io::{BufRead, Write};
+    let socket = daemon.dir.path().join("state/control.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut answer)
+        .unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
 #[test]
 fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
     if !net_admin_or_skip() {
@@ -362,6 +376,35 @@ fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
     let (ok, out) = ctl(&daemon, &["networks"]);
     assert!(ok, "{out}");
     assert!(out.starts_with("NETWORK"), "{out}");
+
+    // A plugin id that is a path is refused where the request is read, by the host-side
+    // command and by the daemon itself: no manifest is read outside the bundled directory and
+    // nothing it names is run (here a copy of the test plugin one level up).
+    let decoy = daemon.dir.path().join("decoy");
+    fs::create_dir_all(&decoy).unwrap();
+    for file in ["plugin.json", "plugin.py"] {
+        fs::copy(source.join(file), decoy.join(file)).unwrap();
+    }
+    let (ok, out) = ctl(&daemon, &["settings", "../decoy"]);
+    assert!(
+        !ok && out.contains("`../decoy` is not a plugin id"),
+        "{out}"
+    );
+    for request in [
+        r#"{"cmd":"set","plugin":"../decoy","assignment":"greeting=x"}"#,
+        r#"{"cmd":"settings","plugin":"/tmp/x"}"#,
+    ] {
+        let answer = control_request(&daemon, request);
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("not a control request: ") && error.contains("is not a plugin id"),
+            "{request}: {answer}"
+        );
+    }
+    let (ok, out) = ctl(&daemon, &["--json", "plugins"]);
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 
     // The child dies with the daemon.
     let pid = plugins[0]["pid"].as_i64().unwrap() as i32;

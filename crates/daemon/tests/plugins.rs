@@ -16,7 +16,11 @@ use tokio::{
     net::UnixListener,
 };
 use vxbus::supervisor::{PluginError, Status, Supervisor, SupervisorConfig};
-use vxbus_sdk::Bus;
+use vxbus_sdk::{Bus, PluginId};
+
+fn id(text: &str) -> PluginId {
+    text.parse().unwrap()
+}
 
 /// Generous: a loaded CI machine may take a second or more to start Python.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,7 +137,7 @@ impl Bed {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let prepared = self.supervisor.prepare(driver, &options).await?;
+        let prepared = self.supervisor.prepare(&id(driver), &options).await?;
         Ok(Bus {
             bus_type: "vcan".into(),
             device: "ecu".into(),
@@ -332,7 +336,7 @@ async fn settings_are_kept_and_a_change_reaches_the_running_plugin() {
     );
     let values = bed
         .supervisor
-        .set_setting("py", "greeting", "hi")
+        .set_setting(&id("py"), "greeting", "hi")
         .await
         .unwrap();
     assert_eq!(Value::Object(values), json!({"greeting": "hi"}));
@@ -342,7 +346,7 @@ async fn settings_are_kept_and_a_change_reaches_the_running_plugin() {
     );
     let err = bed
         .supervisor
-        .set_setting("py", "volume", "11")
+        .set_setting(&id("py"), "volume", "11")
         .await
         .unwrap_err();
     assert_eq!(
@@ -354,7 +358,7 @@ async fn settings_are_kept_and_a_change_reaches_the_running_plugin() {
     // A stopping daemon closes the pipes: the plugin read end-of-file and exited by itself.
     bed.wait_events("py", "eof", 1).await;
     let again = Bed::supervisor(bed.dir.path());
-    again.prepare("py", &BTreeMap::new()).await.unwrap();
+    again.prepare(&id("py"), &BTreeMap::new()).await.unwrap();
     assert_eq!(
         bed.wait_events("py", "registered", 2).await[1]["settings"],
         json!({"greeting": "hi"})

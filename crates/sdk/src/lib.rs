@@ -22,12 +22,14 @@
 //! ## Inside
 //! - `chunk`: the byte layout of one chunk; every malformed input is a [`ChunkError`].
 //! - `conn`: a chunk connection: calls and one-way messages both ways at once, timeouts.
+//! - `id`: [`PluginId`], a plugin's well-known name, safe as a file name.
 //! - `proto`: command names ([`cmd`]), the JSON messages, the environment a plugin starts with.
 //! - `schema`: typed configuration items; values checked against them; settings merged.
 //! - `plugin`: the plugin's side: pipes, registration, [`BusPlugin`] dispatch, [`Host`].
 
 mod chunk;
 mod conn;
+mod id;
 mod plugin;
 mod proto;
 mod schema;
@@ -36,6 +38,7 @@ pub use chunk::{
     Chunk, ChunkCodec, ChunkError, Direction, EncodeError, DEFAULT_MAX_BUFFER, MAX_CMD_LEN,
 };
 pub use conn::{handler, no_handler, CallError, Connection, Handler, Incoming};
+pub use id::{BadPluginId, PluginId, PLUGIN_ID_RULE};
 pub use plugin::{run, stdio_pipes, BusPlugin, Host, CALL_TIMEOUT};
 pub use proto::{
     channel_data, parse_channel, parse_channel_data, Bus, ChannelOpened, Lifecycle, OpenChannel,

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vxbus_sdk::PluginId;
 
 use super::PluginError;
 
@@ -33,7 +34,7 @@ pub struct Manifest {
 /// A plugin to run: its id (an alias resolved), its directory and its manifest.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub id: String,
+    pub id: PluginId,
     pub dir: PathBuf,
     pub manifest: Manifest,
 }
@@ -51,22 +52,23 @@ impl Bundled {
         }
     }
 
-    /// The ids of every bundled plugin (aliases included), sorted.
-    pub fn ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
+    /// The ids of every bundled plugin (aliases included), sorted; a directory whose name is
+    /// not a plugin id is no plugin.
+    pub fn ids(&self) -> Vec<PluginId> {
+        let mut ids: Vec<PluginId> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
             .filter(|e| e.path().join("plugin.json").is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
         ids.sort();
         ids
     }
 
     /// `<bundled dir>/<id>/plugin.json`, parsed; `None` when there is none (`id` is not bundled).
-    fn read(&self, id: &str) -> Result<Option<Manifest>, PluginError> {
-        let path = self.dir.join(id).join("plugin.json");
+    fn read(&self, id: &PluginId) -> Result<Option<Manifest>, PluginError> {
+        let path = self.dir.join(id.as_str()).join("plugin.json");
         let text = match std::fs::read(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -86,20 +88,19 @@ impl Bundled {
     }
 
     /// The plugin `id` names, an alias followed to its plugin; `None` when `id` is not bundled.
-    pub fn resolve(&self, id: &str) -> Result<Option<Resolved>, PluginError> {
+    pub fn resolve(&self, id: &PluginId) -> Result<Option<Resolved>, PluginError> {
         let Some(manifest) = self.read(id)? else {
             return Ok(None);
         };
         let (id, manifest) = match manifest.alias_of {
-            None => (id.to_owned(), manifest),
+            None => (id.clone(), manifest),
             Some(target) => {
-                let plain_name =
-                    !target.is_empty() && !target.contains('/') && !target.starts_with('.');
-                let plugin = plain_name
-                    .then(|| self.read(&target).ok().flatten())
-                    .flatten()
+                let target_id = target.parse::<PluginId>().ok();
+                let plugin = target_id
+                    .as_ref()
+                    .and_then(|target| self.read(target).ok().flatten())
                     .filter(|m| m.alias_of.is_none());
-                let Some(plugin) = plugin else {
+                let (Some(target), Some(plugin)) = (target_id, plugin) else {
                     return Err(PluginError::failed(
                         id,
                         format!(
@@ -112,10 +113,10 @@ impl Bundled {
                 (target, plugin)
             }
         };
-        let dir = self.dir.join(&id);
+        let dir = self.dir.join(id.as_str());
         if manifest.executable.is_empty() {
             return Err(PluginError::failed(
-                &id,
+                id.as_str(),
                 format!("{} names no executable", dir.join("plugin.json").display()),
             ));
         }

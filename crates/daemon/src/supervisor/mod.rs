@@ -36,7 +36,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use vxbus_sdk::{
     cmd, handler, Bus, CallError, ChunkCodec, ConfigError, Connection, Context, Handler, Incoming,
-    Lifecycle, PluginInfo, Reconfigure, Registered, INTERFACE_VERSION, LIFECYCLE_VERSION,
+    Lifecycle, PluginId, PluginInfo, Reconfigure, Registered, INTERFACE_VERSION, LIFECYCLE_VERSION,
 };
 
 pub use manifest::DEFAULT_BUNDLED_DIR;
@@ -70,9 +70,9 @@ impl PluginError {
         !matches!(self, PluginError::Failed { .. })
     }
 
-    pub(crate) fn failed(id: &str, message: impl Into<String>) -> PluginError {
+    pub(crate) fn failed(id: impl std::fmt::Display, message: impl Into<String>) -> PluginError {
         PluginError::Failed {
-            id: id.to_owned(),
+            id: id.to_string(),
             message: message.into(),
         }
     }
@@ -143,7 +143,7 @@ impl ChildState {
 }
 
 struct Child {
-    id: String,
+    id: PluginId,
     dir: PathBuf,
     manifest: Manifest,
     state: Mutex<ChildState>,
@@ -181,9 +181,9 @@ pub struct Prepared {
 impl Prepared {
     /// `driver` and the items as given, as text: what an external plugin gets, and what `stop`
     /// carries when the typed values are not at hand (the plugin may be gone).
-    pub fn untyped(driver: &str, options: &BTreeMap<String, String>) -> Prepared {
+    pub fn untyped(driver: &PluginId, options: &BTreeMap<String, String>) -> Prepared {
         let mut plugin = Map::new();
-        plugin.insert("driver".into(), Value::from(driver));
+        plugin.insert("driver".into(), Value::from(driver.as_str()));
         plugin.extend(
             options
                 .iter()
@@ -207,15 +207,15 @@ impl Supervisor {
 
     /// The child for a bundled `id`, read from its manifest the first time; an alias gives its
     /// plugin's child.
-    fn child(&self, id: &str) -> Result<Option<Arc<Child>>, PluginError> {
+    fn child(&self, id: &PluginId) -> Result<Option<Arc<Child>>, PluginError> {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(child) = children.get(id) {
+        if let Some(child) = children.get(id.as_str()) {
             return Ok(Some(child.clone()));
         }
         let Some(plugin) = self.bundled.resolve(id)? else {
             return Ok(None);
         };
-        if let Some(child) = children.get(&plugin.id) {
+        if let Some(child) = children.get(plugin.id.as_str()) {
             return Ok(Some(child.clone()));
         }
         let child = Arc::new(Child {
@@ -235,12 +235,12 @@ impl Supervisor {
             }),
             changed: watch::Sender::new(()),
         });
-        children.insert(plugin.id, child.clone());
+        children.insert(plugin.id.to_string(), child.clone());
         Ok(Some(child))
     }
 
-    fn socket(&self, id: &str) -> PathBuf {
-        self.config.socket_dir.join(id)
+    fn socket(&self, id: &PluginId) -> PathBuf {
+        self.config.socket_dir.join(id.as_str())
     }
 
     /// Makes sure the plugin `id` can serve a network with `options` (`plugin.*` items, prefix
@@ -248,16 +248,18 @@ impl Supervisor {
     /// one has its socket. Nothing is started for the network yet.
     pub async fn prepare(
         self: &Arc<Self>,
-        id: &str,
+        id: &PluginId,
         options: &BTreeMap<String, String>,
     ) -> Result<Prepared, PluginError> {
         let Some(child) = self.child(id)? else {
             if !self.socket(id).exists() {
+                let bundled: Vec<String> =
+                    self.bundled.ids().iter().map(PluginId::to_string).collect();
                 return Err(PluginError::Unknown {
-                    id: id.to_owned(),
-                    bundled: match self.bundled.ids() {
+                    id: id.to_string(),
+                    bundled: match bundled.join(", ") {
                         ids if ids.is_empty() => "none".into(),
-                        ids => ids.join(", "),
+                        ids => ids,
                     },
                     socket: self.socket(id).display().to_string(),
                 });
@@ -268,7 +270,7 @@ impl Supervisor {
         let typed = info.config.resolve(
             options,
             Context {
-                plugin: id,
+                plugin: id.as_str(),
                 prefix: "plugin.",
             },
         )?;
@@ -279,7 +281,7 @@ impl Supervisor {
 
     /// Tells the bus's plugin to start serving it, waiting up to the start timeout.
     pub async fn start(self: &Arc<Self>, bus: &Bus) -> Result<(), PluginError> {
-        let id = driver_of(bus);
+        let id = &driver_of(bus)?;
         let message = lifecycle("start", bus);
         match self.child(id)? {
             Some(child) => {
@@ -297,15 +299,27 @@ impl Supervisor {
         }
     }
 
-    async fn send_external(&self, id: &str, message: &Lifecycle) -> Result<(), PluginError> {
-        external::send(&self.socket(id), id, message, self.config.start_timeout)
-            .await
-            .map_err(|message| PluginError::failed(id, message))
+    async fn send_external(&self, id: &PluginId, message: &Lifecycle) -> Result<(), PluginError> {
+        external::send(
+            &self.socket(id),
+            id.as_str(),
+            message,
+            self.config.start_timeout,
+        )
+        .await
+        .map_err(|message| PluginError::failed(id.as_str(), message))
     }
 
     /// Tells the bus's plugin to stop serving it: best effort, failures logged.
     pub async fn stop(self: &Arc<Self>, bus: &Bus) {
-        let id = driver_of(bus);
+        let id = match driver_of(bus) {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::warn!("stop of network {}: {err}", bus.network_id);
+                return;
+            }
+        };
+        let id = &id;
         let message = lifecycle("stop", bus);
         let result = match self.child(id) {
             Ok(Some(child)) => {
@@ -319,7 +333,10 @@ impl Supervisor {
                         self.call_lifecycle(&child, &conn, cmd::STOP, &message)
                             .await
                     }
-                    None => Err(PluginError::failed(id, "not running; nothing to tell")),
+                    None => Err(PluginError::failed(
+                        id.as_str(),
+                        "not running; nothing to tell",
+                    )),
                 }
             }
             Ok(None) => self.send_external(id, &message).await,
@@ -430,7 +447,11 @@ impl Supervisor {
     /// Spawns the child's process and its monitor. The status is `Starting` until it registers.
     fn spawn(self: &Arc<Self>, child: &Arc<Child>) -> Result<(), String> {
         let program = child.dir.join(&child.manifest.executable);
-        let data_dir = self.config.state_dir.join("plugin-data").join(&child.id);
+        let data_dir = self
+            .config
+            .state_dir
+            .join("plugin-data")
+            .join(child.id.as_str());
         let spawn::Spawned {
             mut process,
             reader,
@@ -551,10 +572,13 @@ impl Supervisor {
     /// At daemon start: the bus existed before; start its plugin for it again. Failures are
     /// logged: the bus itself works without its plugin.
     pub async fn resume(self: &Arc<Self>, bus: Bus) {
-        let id = driver_of(&bus).to_owned();
         if let Err(err) = self.start(&bus).await {
-            tracing::warn!(plugin = %id, "network {}: its plugin did not start again: {err}", bus.network_id);
-            if let Ok(Some(child)) = self.child(&id) {
+            tracing::warn!(
+                "network {}: its plugin did not start again: {err}",
+                bus.network_id
+            );
+            let child = driver_of(&bus).and_then(|id| self.child(&id));
+            if let Ok(Some(child)) = child {
                 // Remember the bus: a later restart of the plugin serves it.
                 child.lock().networks.insert(bus.network_id.clone(), bus);
             }
@@ -610,7 +634,7 @@ impl Supervisor {
             .map(|child| {
                 let state = child.lock();
                 PluginReport {
-                    id: child.id.clone(),
+                    id: child.id.to_string(),
                     status: state.status.clone(),
                     pid: state.pid,
                     restarts: state.restarts.count(),
@@ -626,13 +650,13 @@ impl Supervisor {
     /// the running plugin as `reconfigure`. Returns the new settings.
     pub async fn set_setting(
         self: &Arc<Self>,
-        id: &str,
+        id: &PluginId,
         item: &str,
         text: &str,
     ) -> Result<Map<String, Value>, PluginError> {
         let child = self.child(id)?.ok_or_else(|| {
             PluginError::failed(
-                id,
+                id.as_str(),
                 "is not a bundled plugin; only bundled plugins have settings",
             )
         })?;
@@ -648,7 +672,7 @@ impl Supervisor {
             item,
             text,
             Context {
-                plugin: id,
+                plugin: id.as_str(),
                 prefix: "",
             },
         )?;
@@ -676,7 +700,7 @@ impl Supervisor {
 
     /// The plugin's settings now, as stored (empty when it never registered here), passwords
     /// hidden: for showing.
-    pub fn settings(&self, id: &str) -> Result<Map<String, Value>, PluginError> {
+    pub fn settings(&self, id: &PluginId) -> Result<Map<String, Value>, PluginError> {
         let stored = self
             .settings
             .load(id)
@@ -758,11 +782,12 @@ pub(crate) fn json<T: Serialize>(message: &T) -> Bytes {
         .into()
 }
 
-fn driver_of(bus: &Bus) -> &str {
-    bus.plugin
-        .get("driver")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+/// The plugin a bus names (`plugin.driver`, checked again: a [`Bus`] is plain data).
+fn driver_of(bus: &Bus) -> Result<PluginId, PluginError> {
+    let driver = bus.plugin.get("driver").and_then(Value::as_str);
+    driver.unwrap_or_default().parse().map_err(|err| {
+        PluginError::failed(driver.unwrap_or("(none)"), format!("plugin.driver: {err}"))
+    })
 }
 
 fn lifecycle(action: &str, bus: &Bus) -> Lifecycle {

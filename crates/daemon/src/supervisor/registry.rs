@@ -83,7 +83,7 @@ impl Supervisor {
                 let channel = self.channels().open(&child.id, &to);
                 let opened = ChannelOpened {
                     channel,
-                    peer: child.id.clone(),
+                    peer: child.id.to_string(),
                 };
                 target
                     .notify(cmd::CHANNEL_OPENED, json(&opened))
@@ -122,7 +122,7 @@ impl Supervisor {
         children
             .values()
             .filter(|c| c.lock().status == super::Status::Running)
-            .map(|c| c.id.clone())
+            .map(|c| c.id.to_string())
             .collect()
     }
 
@@ -132,7 +132,7 @@ impl Supervisor {
             let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
             children
                 .values()
-                .filter(|c| c.id != id)
+                .filter(|c| c.id.as_str() != id)
                 .filter_map(|c| c.lock().running_conn())
                 .collect()
         };

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use vxbus_sdk::{Context, ItemType, Schema};
+use vxbus_sdk::{Context, ItemType, PluginId, Schema};
 
 /// What is kept of a plugin's settings between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,12 +48,12 @@ impl SettingsStore {
         }
     }
 
-    fn path(&self, id: &str) -> PathBuf {
+    fn path(&self, id: &PluginId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
     /// Plugin `id`'s settings as kept; `None` when it never registered here.
-    pub fn load(&self, id: &str) -> Result<Option<StoredSettings>, String> {
+    pub fn load(&self, id: &PluginId) -> Result<Option<StoredSettings>, String> {
         let path = self.path(id);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -64,7 +64,7 @@ impl SettingsStore {
         }
     }
 
-    pub fn save(&self, id: &str, stored: &StoredSettings) -> Result<(), String> {
+    pub fn save(&self, id: &PluginId, stored: &StoredSettings) -> Result<(), String> {
         let path = self.path(id);
         let bytes = serde_json::to_vec_pretty(stored).expect("settings serialize");
         path.parent()
@@ -76,10 +76,10 @@ impl SettingsStore {
     /// Plugin `id` registered with settings `schema`: the kept values merged into it (same
     /// type kept, new items defaulted, deprecated and removed items dropped; each change
     /// logged), or its defaults the first time. The result is kept and returned.
-    pub fn register(&self, id: &str, schema: &Schema) -> Result<Map<String, Value>, String> {
+    pub fn register(&self, id: &PluginId, schema: &Schema) -> Result<Map<String, Value>, String> {
         let values = match self.load(id)? {
             Some(stored) => {
-                let (values, changes) = schema.merge(&stored.schema, &stored.values, id);
+                let (values, changes) = schema.merge(&stored.schema, &stored.values, id.as_str());
                 for change in changes {
                     tracing::info!(plugin = %id, "plugin {id} settings: {change}");
                 }
@@ -89,7 +89,7 @@ impl SettingsStore {
                 .resolve(
                     &BTreeMap::new(),
                     Context {
-                        plugin: id,
+                        plugin: id.as_str(),
                         prefix: "",
                     },
                 )
