@@ -105,10 +105,53 @@ pub fn spawn(program: &Program) -> Result<Spawned, String> {
     })
 }
 
+/// The longest line of a child's output that is logged whole; the rest of a longer one is cut.
+pub const MAX_LOG_LINE: usize = 4096;
+
 async fn forward_lines(id: String, stream_name: &'static str, stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    read_lines(stream, |line| {
         tracing::info!(target: "vxbus::plugin", plugin = %id, stream = stream_name, "{line}");
+    })
+    .await;
+}
+
+/// Calls `each` with every line of `stream` until its end: bytes that are not UTF-8 are
+/// replaced (a child's output is not trusted to be text), and a line longer than
+/// [`MAX_LOG_LINE`] bytes is cut there and says so, so that memory does not grow with it. The
+/// stream is read to its end whatever it holds: a child never blocks on a full pipe.
+async fn read_lines(stream: impl AsyncRead + Unpin, mut each: impl FnMut(String)) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut cut = false;
+    let mut emit = |line: &mut Vec<u8>, cut: &mut bool| {
+        let text = String::from_utf8_lossy(line);
+        each(if *cut {
+            format!("{text} [cut at {MAX_LOG_LINE} bytes]")
+        } else {
+            text.into_owned()
+        });
+        line.clear();
+        *cut = false;
+    };
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (take, ends) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => (at, true),
+            None => (chunk.len(), false),
+        };
+        let room = MAX_LOG_LINE - line.len();
+        line.extend_from_slice(&chunk[..take.min(room)]);
+        cut |= take > room;
+        reader.consume(take + usize::from(ends));
+        if ends {
+            emit(&mut line, &mut cut);
+        }
+    }
+    if !line.is_empty() {
+        emit(&mut line, &mut cut);
     }
 }
 
@@ -195,4 +238,40 @@ fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Resul
     }
     // Inheritable capabilities would survive exec for root; clear them.
     caps::clear(None, caps::CapSet::Inheritable).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        read_lines(bytes, |line| lines.push(line)).await;
+        lines
+    }
+
+    /// A child's output went unlogged from its first byte that was not UTF-8 on (and the
+    /// pipe then filled, blocking the child); a line without end grew the daemon's memory.
+    #[tokio::test]
+    async fn output_is_logged_lossily_line_by_line_and_long_lines_are_cut() {
+        assert_eq!(
+            lines_of(b"one\ntw\xffo\nthree").await,
+            ["one", "tw\u{fffd}o", "three"]
+        );
+        let mut long = vec![b'x'; MAX_LOG_LINE * 3];
+        long.extend_from_slice(b"\nafter\n");
+        let lines = lines_of(&long).await;
+        assert_eq!(
+            lines.len(),
+            2,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            lines[0],
+            format!("{} [cut at {MAX_LOG_LINE} bytes]", "x".repeat(MAX_LOG_LINE))
+        );
+        assert_eq!(lines[1], "after");
+        assert!(lines_of(b"").await.is_empty());
+    }
 }
