@@ -107,6 +107,15 @@ vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the 
 clean: ## remove build outputs (keeps the downloaded kernel under target/vm)
 	rm -rf build target/release target/debug target/vm/out
 
-fuzz: ## fuzz the chunk decoder for $(SECONDS) s (default 60) with cargo fuzz (installed if missing)
+# The decoders of outside data: a plugin's chunks, Docker's requests, the kernel's can-gw replies, LDFs.
+FUZZ_TARGETS := chunk_decoder docker_request cangw_reply ldf_parser
+
+fuzz: ## fuzz each decoder of outside data for $(SECONDS) s (default 60) with cargo fuzz (installed if missing)
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_decoder -- -max_total_time=$(or $(SECONDS),60)
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "make fuzz: $$target for $(or $(SECONDS),60) s"; \
+	  seeds=""; [[ $$target != ldf_parser ]] || seeds=../tests/e2e/lin; \
+	  mkdir -p fuzz/corpus/$$target; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$target corpus/$$target $$seeds -- -max_total_time=$(or $(SECONDS),60)) || \
+	    { echo "make fuzz: $$target found a failing input (fuzz/artifacts/$$target/)" >&2; exit 1; }; \
+	done

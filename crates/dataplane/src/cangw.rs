@@ -104,16 +104,35 @@ enum GwMessage {
     Foreign,
 }
 
-/// Decodes one message of a can-gw dump as [`CanGw::list`] does: `Ok(None)` for what is not
-/// a CAN-to-CAN rule. For fuzzing and tests: every malformed input must be an error, never a
-/// panic or a read beyond `payload`.
-pub fn decode_listed(message_type: u16, payload: &[u8]) -> Result<Option<RuleStats>, DecodeError> {
-    let mut header = NetlinkHeader::default();
-    header.message_type = message_type;
-    Ok(match GwMessage::deserialize(&header, payload)? {
-        GwMessage::Listed(stats) => stats,
-        _ => None,
-    })
+/// The netlink messages of one datagram from the kernel, each decoded as [`CanGw`] reads its
+/// answers: headers, ACKs and errors by netlink-packet-core, can-gw payloads by this module.
+fn replies(buffer: &[u8]) -> Result<Vec<NetlinkMessage<GwMessage>>, DecodeError> {
+    let mut replies = Vec::new();
+    let mut at = 0;
+    while let Some(rest) = buffer.get(at..).filter(|rest| !rest.is_empty()) {
+        let reply = NetlinkMessage::<GwMessage>::deserialize(rest)
+            .map_err(|err| DecodeError(err.to_string()))?;
+        let length = reply.header.length as usize;
+        if length == 0 {
+            return Err(DecodeError("a netlink message of length 0".into()));
+        }
+        at = at.saturating_add(align4(length));
+        replies.push(reply);
+    }
+    Ok(replies)
+}
+
+/// The CAN-to-CAN rules in one datagram of a can-gw dump, decoded as [`CanGw::list`] decodes
+/// them. For fuzzing and tests: every malformed datagram must be an error, never a panic or a
+/// read beyond `buffer`.
+pub fn decode_dump_datagram(buffer: &[u8]) -> Result<Vec<RuleStats>, DecodeError> {
+    Ok(replies(buffer)?
+        .into_iter()
+        .filter_map(|reply| match reply.payload {
+            NetlinkPayload::InnerMessage(GwMessage::Listed(stats)) => stats,
+            _ => None,
+        })
+        .collect())
 }
 
 /// A can-gw payload that is not what the layout above says.
@@ -123,7 +142,7 @@ pub struct DecodeError(String);
 
 /// Netlink pads messages and attributes to 4 bytes (NLMSG_ALIGN, NLA_ALIGN).
 fn align4(len: usize) -> usize {
-    (len + 3) & !3
+    len.saturating_add(3) & !3
 }
 
 /// A whole netlink request: header (length filled in) and payload.
@@ -355,23 +374,11 @@ impl CanGw {
         let mut received = Vec::new();
         loop {
             let (buffer, _) = self.socket.recv_from_full().map_err(io_error)?;
-            let mut at = 0;
-            while at < buffer.len() {
-                let reply =
-                    NetlinkMessage::<GwMessage>::deserialize(&buffer[at..]).map_err(|err| {
-                        GwError::Decode {
-                            op: op.to_owned(),
-                            source: DecodeError(err.to_string()),
-                        }
-                    })?;
-                let length = reply.header.length as usize;
-                if length == 0 {
-                    return Err(GwError::Decode {
-                        op: op.to_owned(),
-                        source: DecodeError("a netlink message of length 0".into()),
-                    });
-                }
-                at += align4(length);
+            let replies = replies(&buffer).map_err(|source| GwError::Decode {
+                op: op.to_owned(),
+                source,
+            })?;
+            for reply in replies {
                 if reply.header.sequence_number != self.sequence {
                     continue; // an answer to an earlier request that gave up
                 }
@@ -546,6 +553,41 @@ mod tests {
             GwMessage::deserialize(&header(RTM_NEWROUTE), &[29, 2, 0, 0]).unwrap(),
             GwMessage::Listed(None)
         );
+    }
+
+    #[test]
+    fn a_dump_datagram_of_several_rules_decodes_and_a_broken_one_is_refused() {
+        let stats = |src| RuleStats {
+            rule: Rule {
+                src,
+                dst: 11,
+                flags: flags::IIF_TX_OK,
+            },
+            handled: 1,
+            dropped: 2,
+            deleted: 3,
+            plain: true,
+        };
+        const NLM_F_MULTI: u16 = 2;
+        let mut datagram = encode(GwMessage::Listed(Some(stats(9))), NLM_F_MULTI, 4);
+        datagram.extend(encode(GwMessage::Listed(Some(stats(10))), NLM_F_MULTI, 4));
+        assert_eq!(
+            decode_dump_datagram(&datagram).unwrap(),
+            [stats(9), stats(10)]
+        );
+        for cut in [1, 5, 17, datagram.len() - 1] {
+            assert!(
+                decode_dump_datagram(&datagram[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // A header claiming 4 GiB, and one claiming 0 bytes.
+        let mut huge = datagram.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(decode_dump_datagram(&huge).is_err());
+        let mut empty = datagram;
+        empty[..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert!(decode_dump_datagram(&empty).is_err());
     }
 
     #[test]

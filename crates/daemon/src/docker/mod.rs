@@ -7,7 +7,7 @@
 //! Docker posts to `/Plugin.Activate` and `/NetworkDriver.<Call>` without a `Content-Type`
 //! header, so bodies are read as bytes and parsed here, never with axum's `Json` extractor.
 
-mod api;
+pub mod api;
 
 use std::sync::Arc;
 
