@@ -48,6 +48,10 @@ pub enum CallError {
     Remote(String),
     #[error("no answer to `{cmd}` within {} ms", timeout.as_millis())]
     Timeout { cmd: String, timeout: Duration },
+    /// The peer did not read: the message could not even be queued within the time allowed
+    /// (the outgoing queue stayed full). A peer in that state is stuck, not slow.
+    #[error("`{cmd}` not sent: the peer read nothing for {} ms", timeout.as_millis())]
+    Stalled { cmd: String, timeout: Duration },
     /// The connection is closed; why.
     #[error("connection closed: {0}")]
     Closed(Arc<str>),
@@ -87,6 +91,10 @@ impl fmt::Debug for Connection {
 
 /// Outgoing chunks queued before the writer blocks the senders.
 const OUT_QUEUE: usize = 256;
+
+/// How long a one-way message may wait for room in the outgoing queue; a call waits as long
+/// as its own timeout, which covers queueing and answer together.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Connection {
     /// Starts serving a connection: `peer` names the other end in logs and errors; `handler`
@@ -129,7 +137,8 @@ impl Connection {
         &self.shared.name
     }
 
-    /// Sends a request and waits up to `timeout` for its answer.
+    /// Sends a request and waits up to `timeout` for its answer: `timeout` covers the time to
+    /// queue the request (a peer that does not read fills the queue) and the time to answer.
     pub async fn call(
         &self,
         cmd: &str,
@@ -144,12 +153,16 @@ impl Connection {
             self.pending().remove(&thread);
             return Err(CallError::Closed(reason));
         }
-        let chunk = self.chunk(thread, Direction::Request, cmd, buffer.into());
-        if let Err(err) = self.send(chunk?).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sent = match self.chunk(thread, Direction::Request, cmd, buffer.into()) {
+            Ok(chunk) => self.send(chunk, deadline, timeout).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sent {
             self.pending().remove(&thread);
             return Err(err);
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(answer)) => answer,
             // The sender is dropped only by close(), after it sent the reason; be safe anyway.
             Ok(Err(_)) => Err(CallError::Closed(
@@ -167,11 +180,12 @@ impl Connection {
         }
     }
 
-    /// Sends a one-way message.
+    /// Sends a one-way message, waiting at most [`NOTIFY_TIMEOUT`] for room to queue it.
     pub async fn notify(&self, cmd: &str, buffer: impl Into<Bytes>) -> Result<(), CallError> {
         let thread = self.shared.next_thread.fetch_add(1, Ordering::Relaxed);
         let chunk = self.chunk(thread, Direction::Oneway, cmd, buffer.into())?;
-        self.send(chunk).await
+        let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
+        self.send(chunk, deadline, NOTIFY_TIMEOUT).await
     }
 
     /// Closes the connection (if it is not closed yet) and fails every waiting call with `reason`.
@@ -233,16 +247,29 @@ impl Connection {
         Ok(chunk)
     }
 
-    async fn send(&self, chunk: Chunk) -> Result<(), CallError> {
+    /// Queues `chunk` for the writer, waiting for room until `deadline` (`allowed` from its
+    /// start, for the error).
+    async fn send(
+        &self,
+        chunk: Chunk,
+        deadline: tokio::time::Instant,
+        allowed: Duration,
+    ) -> Result<(), CallError> {
         if let Some(reason) = self.closed_reason() {
             return Err(CallError::Closed(reason));
         }
-        self.shared.out.send(chunk).await.map_err(|_| {
-            CallError::Closed(
+        let cmd = chunk.cmd.clone();
+        match tokio::time::timeout_at(deadline, self.shared.out.send(chunk)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(CallError::Closed(
                 self.closed_reason()
                     .unwrap_or_else(|| "writer stopped".into()),
-            )
-        })
+            )),
+            Err(_) => Err(CallError::Stalled {
+                cmd,
+                timeout: allowed,
+            }),
+        }
     }
 
     async fn write_loop<W: AsyncWrite + Unpin>(
@@ -366,8 +393,10 @@ impl Connection {
                     }
                 }
             };
-            // A closed connection has no one to answer; nothing else to do.
-            let _ = conn.send(reply).await;
+            // A closed connection has no one to answer, and a peer that reads nothing will
+            // not read the answer either: nothing else to do.
+            let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
+            let _ = conn.send(reply, deadline, NOTIFY_TIMEOUT).await;
         });
     }
 }
@@ -436,6 +465,41 @@ mod tests {
             Connection::spawn("raw", ar, aw, ChunkCodec::default(), echo()),
             b,
         )
+    }
+
+    /// A peer that stops reading fills the pipe, then the outgoing queue: from then on a
+    /// notify gives up after NOTIFY_TIMEOUT and a call within its own timeout, saying the peer
+    /// is stalled (before, both waited for room for ever).
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_nothing_stalls_sends_within_their_time() {
+        let (conn, _unread) = raw();
+        let big = Bytes::from(vec![0u8; 60_000]);
+        let stalled = tokio::time::timeout(Duration::from_secs(3600), async {
+            for sent in 0.. {
+                if let Err(err) = conn.notify("x", big.clone()).await {
+                    return (sent, err);
+                }
+            }
+            unreachable!()
+        })
+        .await
+        .expect("a notify to a peer that reads nothing gives up");
+        assert!(stalled.0 >= OUT_QUEUE, "stalled after {}", stalled.0);
+        assert_eq!(
+            stalled.1,
+            CallError::Stalled {
+                cmd: "x".into(),
+                timeout: NOTIFY_TIMEOUT
+            }
+        );
+        let err = conn.call("echo", big, SECOND).await.unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Stalled {
+                cmd: "echo".into(),
+                timeout: SECOND
+            }
+        );
     }
 
     #[tokio::test]
