@@ -208,7 +208,7 @@ async fn options_the_schema_refuses_name_the_item_and_the_rule() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
             &[("mode", "boss")],
-            "plugin.mode: `boss` is not allowed: one of ok, refuse, hang, crash (plugin py)",
+            "plugin.mode: `boss` is not allowed: one of ok, refuse, hang, crash, deaf (plugin py)",
         ),
         (
             &[("count", "10")],
@@ -564,4 +564,37 @@ async fn an_alias_is_the_same_plugin_under_another_name() {
             "{err}"
         );
     }
+}
+
+/// A child that stops reading its pipe fills it, then the daemon's queue to it: a message that
+/// cannot be queued within its time marks the child stuck, and it is killed (before, every
+/// later message to it, and the Docker call behind it, waited for room for ever).
+#[tokio::test]
+async fn a_child_that_stops_reading_its_pipe_is_killed() {
+    let bed = Bed::new(&["py"]);
+    let deaf = bed.bus("deaf", "py", &[("mode", "deaf")]).await.unwrap();
+    let pid = bed.report("py").pid.unwrap();
+    // The first start is the last message it reads; the others fill the pipe (64 KiB) and the
+    // queue (256 messages), and the ones after wait for room until they give up.
+    let starts = (0..800).map(|_| bed.supervisor.start(&deaf));
+    let results = tokio::time::timeout(TIMEOUT * 4, futures_util::future::join_all(starts))
+        .await
+        .expect("every start ends within its timeout, queueing included");
+    assert!(results.iter().all(Result::is_err));
+    let stalled = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .find(|e| e.to_string().contains("the peer read nothing"));
+    assert!(stalled.is_some(), "{:?}", results.last());
+    assert_eq!(bed.events("py").last().unwrap()["event"], "deaf");
+    let start = Instant::now();
+    while bed.report("py").pid == Some(pid) {
+        assert!(start.elapsed() < TIMEOUT, "pid {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last_error = bed.report("py").last_error.unwrap_or_default();
+    assert!(
+        last_error.contains("it read nothing from its pipe for 5000 ms"),
+        "{last_error}"
+    );
 }

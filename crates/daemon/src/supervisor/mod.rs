@@ -365,7 +365,24 @@ impl Supervisor {
         {
             Ok(_) => Ok(()),
             Err(CallError::Remote(message)) => Err(PluginError::failed(&child.id, message)),
-            Err(err) => Err(PluginError::failed(&child.id, format!("{cmd}: {err}"))),
+            Err(err) => {
+                self.kill_if_stalled(child, &err);
+                Err(PluginError::failed(&child.id, format!("{cmd}: {err}")))
+            }
+        }
+    }
+
+    /// A child that read nothing from its pipe for as long as a message may wait is stuck, not
+    /// slow: it is killed, so that it restarts (for the buses it serves) instead of holding up
+    /// every message to it.
+    fn kill_if_stalled(&self, child: &Child, err: &CallError) {
+        if let CallError::Stalled { timeout, .. } = err {
+            let why = format!(
+                "it read nothing from its pipe for {} ms",
+                timeout.as_millis()
+            );
+            tracing::error!(plugin = %child.id, "plugin {}: {why}: killed", child.id);
+            self.kill(child, &why);
         }
     }
 
@@ -686,7 +703,10 @@ impl Supervisor {
             });
             conn.call(cmd::RECONFIGURE, body, self.config.start_timeout)
                 .await
-                .map_err(|e| PluginError::failed(id, format!("reconfigure: {e}")))?;
+                .map_err(|e| {
+                    self.kill_if_stalled(&child, &e);
+                    PluginError::failed(id, format!("reconfigure: {e}"))
+                })?;
         }
         let shown = stored
             .schema

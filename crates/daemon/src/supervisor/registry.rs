@@ -6,9 +6,10 @@
 //! connected/disconnected notices and relaying `channel.*` messages. Must not touch: processes,
 //! restarts or settings.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use vxbus_sdk::{
     cmd, parse_channel, parse_channel_data, ChannelOpened, Connection, Incoming, OpenChannel,
     PluginName,
@@ -77,8 +78,8 @@ impl Supervisor {
             cmd::CHANNEL_OPEN => {
                 let OpenChannel { to } = serde_json::from_slice(&incoming.buffer)
                     .map_err(|e| format!("channel.open: {e}"))?;
-                let target = self
-                    .running_conn(&to)
+                let (target_child, target) = self
+                    .running(&to)
                     .ok_or_else(|| format!("no plugin `{to}` is connected"))?;
                 let channel = self.channels().open(&child.id, &to);
                 let opened = ChannelOpened {
@@ -88,7 +89,10 @@ impl Supervisor {
                 target
                     .notify(cmd::CHANNEL_OPENED, json(&opened))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| {
+                        self.kill_if_stalled(&target_child, &e);
+                        e.to_string()
+                    })?;
                 Ok(json(&ChannelOpened { channel, peer: to }))
             }
             cmd::CHANNEL_DATA | cmd::CHANNEL_CLOSE => {
@@ -99,22 +103,38 @@ impl Supervisor {
                     parse_channel_data(&incoming.buffer)?.0
                 };
                 let other = self.channels().other_end(channel, &child.id, closing)?;
-                let conn = self
-                    .running_conn(&other)
+                let (other_child, conn) = self
+                    .running(&other)
                     .ok_or_else(|| format!("plugin {other} is gone"))?;
                 conn.notify(&incoming.cmd, incoming.buffer)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| {
+                        self.kill_if_stalled(&other_child, &e);
+                        e.to_string()
+                    })?;
                 Ok(Bytes::new())
             }
             other => Err(format!("unknown command `{other}`")),
         }
     }
 
-    pub(super) fn running_conn(&self, id: &str) -> Option<Connection> {
+    /// The child registered as `id` and its connection, while it runs.
+    pub(super) fn running(&self, id: &str) -> Option<(Arc<Child>, Connection)> {
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = children.get(id)?.lock().running_conn();
-        conn
+        let child = children.get(id)?.clone();
+        let conn = child.lock().running_conn()?;
+        Some((child, conn))
+    }
+
+    /// A one-way message to each of `targets` at once, so that one slow child holds up no
+    /// other; a child that reads nothing is killed (`kill_if_stalled`).
+    async fn notify_each(&self, targets: Vec<(Arc<Child>, Connection, &str, Bytes)>) {
+        let sends = targets.iter().map(|(child, conn, cmd, body)| async move {
+            if let Err(err) = conn.notify(cmd, body.clone()).await {
+                self.kill_if_stalled(child, &err);
+            }
+        });
+        join_all(sends).await;
     }
 
     fn connected_names(&self) -> Vec<String> {
@@ -128,30 +148,31 @@ impl Supervisor {
 
     /// Tells every other running plugin that `id` connected or disconnected.
     pub(super) async fn broadcast(&self, id: &str, cmd: &str) {
-        let others: Vec<Connection> = {
+        let body = json(&PluginName {
+            name: id.to_owned(),
+        });
+        let others: Vec<_> = {
             let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
             children
                 .values()
                 .filter(|c| c.id.as_str() != id)
-                .filter_map(|c| c.lock().running_conn())
+                .filter_map(|c| Some((c.clone(), c.lock().running_conn()?, cmd, body.clone())))
                 .collect()
         };
-        let body = json(&PluginName {
-            name: id.to_owned(),
-        });
-        for conn in others {
-            let _ = conn.notify(cmd, body.clone()).await;
-        }
+        self.notify_each(others).await;
     }
 
     /// A child went away: close its channels and tell the others.
     pub(super) async fn disconnected(&self, id: &str) {
         let closed = self.channels().close_all_of(id);
-        for (channel, other) in closed {
-            if let Some(conn) = self.running_conn(&other) {
-                let _ = conn.notify(cmd::CHANNEL_CLOSE, channel.to_string()).await;
-            }
-        }
+        let ends = closed
+            .into_iter()
+            .filter_map(|(channel, other)| {
+                let (child, conn) = self.running(&other)?;
+                Some((child, conn, cmd::CHANNEL_CLOSE, channel.to_string().into()))
+            })
+            .collect();
+        self.notify_each(ends).await;
         self.broadcast(id, cmd::PLUGINS_DISCONNECTED).await;
     }
 

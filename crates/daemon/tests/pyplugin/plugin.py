@@ -3,7 +3,8 @@
 
 The tests use it to drive the supervisor: it records every message it gets as a JSON line in
 $VXBUS_PLUGIN_DATA_DIR/events.jsonl, and its per-network item `mode` decides what `start` does:
-ok (serve), refuse (answer with an error), hang (never answer), crash (answer, then exit).
+ok (serve), refuse (answer with an error), hang (never answer), crash (answer, then exit), deaf
+(stop reading its pipe: what a stuck plugin does).
 Item `peer`: on start, open a channel to that plugin and send `ping`; a `ping` on a channel is
 answered `pong`.
 """
@@ -19,7 +20,7 @@ INFO = {
     "type": "bus",
     "interface": "1",
     "config": {
-        "mode": {"type": "enumeration", "options": ["ok", "refuse", "hang", "crash"],
+        "mode": {"type": "enumeration", "options": ["ok", "refuse", "hang", "crash", "deaf"],
                  "default": "ok", "description": "what start does"},
         "peer": {"type": "string", "default": "", "description": "plugin to ping on start"},
         "count": {"type": "integer", "default": "1", "minimum": "0", "maximum": "9",
@@ -170,6 +171,10 @@ def reader():
             record("eof")
             print("vxbus closed the connection; exiting", file=sys.stderr, flush=True)
             os._exit(0)
+        if cmd == "start" and direction == 1 and b'"mode":"deaf"' in buf.replace(b" ", b""):
+            record("deaf")  # reads nothing more: its pipe fills up
+            while True:
+                time.sleep(3600)
         if direction in (2, 4):
             with pending_lock:
                 slot = pending.pop(thread)
