@@ -168,19 +168,32 @@ async fn create_network(State(driver): Shared, body: Bytes) -> Result<Response, 
             DriverError::BadRequest { call: CALL, reason },
         )
     })?;
-    driver
-        .create_network(id, options)
+    let (owned_id, options) = (id.clone(), options.cloned());
+    to_the_end(async move { driver.create_network(&owned_id, options.as_ref()).await })
         .await
         .map_err(|err| logged(CALL, &format!("of network {id}"), err.into()))?;
     Ok(ok(&EmptyResponse {}))
+}
+
+/// Runs a driver call to its end in a task of its own: if Docker gives up on the request (the
+/// connection closes, and the handler's future is dropped), the call still finishes or undoes
+/// itself, rather than stopping half way with the kernel and the state apart.
+async fn to_the_end<T: Send + 'static>(
+    call: impl std::future::Future<Output = Result<T, BusError>> + Send + 'static,
+) -> Result<T, BusError> {
+    tokio::spawn(call).await.unwrap_or_else(|err| {
+        Err(BusError::Failed(anyhow::anyhow!(
+            "the driver's task failed: {err}"
+        )))
+    })
 }
 
 async fn delete_network(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "DeleteNetwork";
     let request: NetworkRequest = parse(CALL, &body)?;
     let id = &request.network_id;
-    driver
-        .delete_network(id)
+    let owned_id = id.clone();
+    to_the_end(async move { driver.delete_network(&owned_id).await })
         .await
         .map_err(|err| logged(CALL, &format!("of network {id}"), err.into()))?;
     Ok(ok(&EmptyResponse {}))
@@ -202,10 +215,13 @@ fn endpoint_request(
 async fn create_endpoint(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "CreateEndpoint";
     let (request, subject) = endpoint_request(CALL, &body)?;
-    driver
-        .create_endpoint(&request.network_id, &request.endpoint_id)
-        .await
-        .map_err(|err| logged(CALL, &subject, err.into()))?;
+    to_the_end(async move {
+        driver
+            .create_endpoint(&request.network_id, &request.endpoint_id)
+            .await
+    })
+    .await
+    .map_err(|err| logged(CALL, &subject, err.into()))?;
     Ok(ok(&EmptyResponse {}))
 }
 
@@ -222,20 +238,23 @@ async fn endpoint_oper_info(State(driver): Shared, body: Bytes) -> Result<Respon
 async fn delete_endpoint(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "DeleteEndpoint";
     let (request, subject) = endpoint_request(CALL, &body)?;
-    driver
-        .delete_endpoint(&request.network_id, &request.endpoint_id)
-        .await
-        .map_err(|err| logged(CALL, &subject, err.into()))?;
+    to_the_end(async move {
+        driver
+            .delete_endpoint(&request.network_id, &request.endpoint_id)
+            .await
+    })
+    .await
+    .map_err(|err| logged(CALL, &subject, err.into()))?;
     Ok(ok(&EmptyResponse {}))
 }
 
 async fn join(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "Join";
     let (request, subject) = endpoint_request(CALL, &body)?;
-    let info = driver
-        .join(&request.network_id, &request.endpoint_id)
-        .await
-        .map_err(|err| logged(CALL, &subject, err.into()))?;
+    let info =
+        to_the_end(async move { driver.join(&request.network_id, &request.endpoint_id).await })
+            .await
+            .map_err(|err| logged(CALL, &subject, err.into()))?;
     Ok(ok(&JoinResponse {
         interface_name: InterfaceName {
             src_name: info.src_name.to_string(),
@@ -248,10 +267,13 @@ async fn join(State(driver): Shared, body: Bytes) -> Result<Response, DriverErro
 async fn leave(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "Leave";
     let (request, subject) = endpoint_request(CALL, &body)?;
-    driver
-        .leave(&request.network_id, &request.endpoint_id)
-        .await
-        .map_err(|err| logged(CALL, &subject, err.into()))?;
+    to_the_end(async move {
+        driver
+            .leave(&request.network_id, &request.endpoint_id)
+            .await
+    })
+    .await
+    .map_err(|err| logged(CALL, &subject, err.into()))?;
     Ok(ok(&EmptyResponse {}))
 }
 

@@ -38,7 +38,7 @@ use vxbus_sdk::Bus;
 
 use crate::{
     bus::{BusSpec, OptionError},
-    state::{Endpoint, Network, State, StateFile},
+    state::{Endpoint, HostDevice, Network, State, StateFile},
     supervisor::{PluginError, Prepared, Supervisor},
 };
 
@@ -131,6 +131,9 @@ pub struct Driver {
 
 struct Inner {
     state: State,
+    /// Networks whose plugin is being told to start (outside the lock): made in the kernel,
+    /// not recorded in the state until the plugin confirms. Their names and links are taken.
+    creating: BTreeMap<String, Network>,
     file: StateFile,
     links: Links,
     gw: CanGw,
@@ -156,6 +159,7 @@ impl Driver {
         };
         let mut inner = Inner {
             state,
+            creating: BTreeMap::new(),
             file,
             links,
             gw,
@@ -234,15 +238,18 @@ impl Driver {
             ),
             None => None,
         };
-        let mut inner = self.inner.lock().await;
-        if let Some(existing) = inner.state.networks.get(id) {
+        let mut guard = self.inner.lock().await;
+        if let Some(existing) = guard.state.networks.get(id) {
             if existing.options == options {
                 tracing::info!("network {id} exists already with these options");
                 return Ok(());
             }
             return Err(anyhow!("network {id} exists already with other options").into());
         }
-        let inner = &mut *inner;
+        if guard.creating.contains_key(id) {
+            return Err(anyhow!("network {id} is being created").into());
+        }
+        let inner = &mut *guard;
         kernel::check(&inner.links, &mut inner.gw).await?;
         // A plugin needs a host-side interface to open its CAN socket on: the host device, or
         // a vcan made for it.
@@ -254,7 +261,7 @@ impl Driver {
         let host_device = match &host_name {
             None => None,
             Some(name) => {
-                if let Some(owner) = inner.state.owner_of_link(name.as_str()) {
+                if let Some(owner) = inner.owner_of_link(name.as_str()) {
                     return Err(BusError::HostDevice {
                         name: name.clone(),
                         reason: format!(
@@ -271,21 +278,32 @@ impl Driver {
             host_device: host_device.clone(),
             endpoints: BTreeMap::new(),
         };
+        // The plugin is told outside the lock: it may take up to the start timeout, and
+        // Docker's calls for other networks must not wait for it. Meanwhile the network is
+        // reserved, and recorded only once the plugin has confirmed it.
+        if let (Some(prepared), Some(host)) = (prepared, &host_device) {
+            let bus = bus_of(id, &spec, &host.name, prepared);
+            inner.creating.insert(id.to_owned(), network.clone());
+            drop(guard);
+            let started = self.plugins.start(&bus).await;
+            guard = self.inner.lock().await;
+            guard.creating.remove(id);
+            if let Err(err) = started {
+                tracing::warn!("network {id} not created: {err}");
+                // The plugin may have started it after all (a late answer): it is told to stop,
+                // in the background, as Docker waits for this answer.
+                let plugins = self.plugins.clone();
+                tokio::spawn(async move { plugins.stop(&bus).await });
+                guard.undo_host_device(&host_device).await;
+                return Err(err.into());
+            }
+        }
+        let inner = &mut *guard;
         inner.state.networks.insert(id.to_owned(), network);
         if let Err(err) = inner.save() {
             inner.state.networks.remove(id);
-            if let Some(host) = host_device.filter(|host| host.created) {
-                inner.delete_link_named(&host.name).await;
-            }
+            inner.undo_host_device(&host_device).await;
             return Err(err);
-        }
-        if let (Some(prepared), Some(host)) = (prepared, &host_device) {
-            let bus = bus_of(id, &spec, &host.name, prepared);
-            if let Err(err) = self.plugins.start(&bus).await {
-                tracing::warn!("network {id} not created: {err}");
-                inner.undo_create(id).await;
-                return Err(err.into());
-            }
         }
         let host = match &host_device {
             Some(host) if host.created => format!(", host device {} created", host.name),
@@ -297,20 +315,28 @@ impl Driver {
     }
 
     pub async fn delete_network(&self, id: &str) -> Result<(), BusError> {
+        // The plugin first, while the bus it serves still exists; outside the lock, as it may
+        // take up to the start timeout.
+        let bus = {
+            let inner = self.inner.lock().await;
+            let network = inner.state.networks.get(id);
+            let host = network.and_then(|network| network.host_device.as_ref());
+            match (inner.spec(id), host) {
+                (Ok(spec), Some(host)) => spec.plugin.as_ref().map(|request| {
+                    let prepared = Prepared::untyped(&request.driver, &request.options);
+                    bus_of(id, &spec, &host.name, prepared)
+                }),
+                _ => None,
+            }
+        };
+        if let Some(bus) = bus {
+            self.plugins.stop(&bus).await;
+        }
         let mut inner = self.inner.lock().await;
         let Some(network) = inner.state.networks.get(id).cloned() else {
             tracing::info!("network {id}: vxbus has no record of it; nothing to delete");
             return Ok(());
         };
-        // The plugin first, while the bus it serves still exists.
-        if let (Ok(spec), Some(host)) = (inner.spec(id), &network.host_device) {
-            if let Some(request) = &spec.plugin {
-                let prepared = Prepared::untyped(&request.driver, &request.options);
-                self.plugins
-                    .stop(&bus_of(id, &spec, &host.name, prepared))
-                    .await;
-            }
-        }
         // The bus's own rules first: those between two of its links. A bridged host device
         // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
         let ours: BTreeSet<u32> = inner.links_of(id).await?.indexes().collect();
@@ -346,7 +372,7 @@ impl Driver {
         }
         let spec = inner.spec(network_id)?;
         for name in [&host_end, &peer] {
-            if let Some(owner) = inner.state.owner_of_link(name.as_str()) {
+            if let Some(owner) = inner.owner_of_link(name.as_str()) {
                 return Err(anyhow!(
                     "endpoint {endpoint_id}'s link name {name} is taken by network {owner}"
                 )
@@ -490,17 +516,21 @@ fn bus_of(id: &str, spec: &BusSpec, host_interface: &IfName, prepared: Prepared)
 }
 
 impl Inner {
-    /// Takes back a network just created (its plugin refused it): its host device if vxbus
-    /// made it, and its state entry.
-    async fn undo_create(&mut self, id: &str) {
-        if let Some(network) = self.state.networks.remove(id) {
-            if let Some(host) = network.host_device.filter(|host| host.created) {
-                self.delete_link_named(&host.name).await;
-            }
+    /// Takes back the host device of a network that was not created: deleted if vxbus made
+    /// it (a host device it found stays, as it is).
+    async fn undo_host_device(&self, host_device: &Option<HostDevice>) {
+        if let Some(host) = host_device.as_ref().filter(|host| host.created) {
+            self.delete_link_named(&host.name).await;
         }
-        if let Err(err) = self.save() {
-            tracing::error!("network {id}: undoing its creation: {err}");
-        }
+    }
+
+    /// The network that uses link `name`, recorded or being created.
+    fn owner_of_link(&self, name: &str) -> Option<String> {
+        let creating = self.creating.iter().find_map(|(id, network)| {
+            let host = network.host_device.as_ref()?;
+            (host.name.as_str() == name).then(|| id.clone())
+        });
+        creating.or_else(|| self.state.owner_of_link(name).map(str::to_owned))
     }
 
     fn save(&self) -> Result<(), BusError> {

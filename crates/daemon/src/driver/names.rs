@@ -34,14 +34,19 @@ pub(super) fn link_names(id: &str) -> Result<(IfName, IfName), BusError> {
     Ok((name(HOST_END_PREFIX)?, name(PEER_PREFIX)?))
 }
 
-/// Whether `link` is a vxcan end named like vxbus's own.
+/// Whether `link` is named like one vxbus makes: a vxcan end (`vxbh`, `vxbc`), or a vcan made
+/// for a plugin (`vxbn`; one left behind when the daemon died while its plugin was starting).
 pub(super) fn is_ours_by_name(link: &Link) -> bool {
-    link.kind.as_deref() == Some("vxcan")
-        && [HOST_END_PREFIX, PEER_PREFIX].iter().any(|prefix| {
-            link.name.strip_prefix(prefix).is_some_and(|rest| {
-                rest.len() == ID_DIGITS && rest.bytes().all(|b| b.is_ascii_hexdigit())
-            })
+    let prefixes: &[&str] = match link.kind.as_deref() {
+        Some("vxcan") => &[HOST_END_PREFIX, PEER_PREFIX],
+        Some("vcan") => &[PLUGIN_HOST_PREFIX],
+        _ => &[],
+    };
+    prefixes.iter().any(|prefix| {
+        link.name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.len() == ID_DIGITS && rest.bytes().all(|b| b.is_ascii_hexdigit())
         })
+    })
 }
 
 /// The name of the vcan made for network `id`'s plugin.
@@ -71,7 +76,7 @@ mod tests {
     }
 
     #[test]
-    fn only_vxcan_ends_named_like_ours_are_ours() {
+    fn only_links_named_like_ours_and_of_our_kind_are_ours() {
         let link = |name: &str, kind: &str| Link {
             index: 1,
             name: name.into(),
@@ -85,5 +90,8 @@ mod tests {
         assert!(!is_ours_by_name(&link("vxbh3f2a9c81d0", "vcan")));
         assert!(!is_ours_by_name(&link("vxbhost", "vxcan")));
         assert!(!is_ours_by_name(&link("vxcan0", "vxcan")));
+        // The vcan made for a plugin's bus, and only as a vcan.
+        assert!(is_ours_by_name(&link("vxbn3f2a9c81d0", "vcan")));
+        assert!(!is_ours_by_name(&link("vxbn3f2a9c81d0", "vxcan")));
     }
 }

@@ -1,7 +1,7 @@
 //! Bringing the kernel back in line with the state file after vxbus was away (a plugin restart,
 //! an upgrade, a crash, a host reboot): host devices vxbus made and lost are made again,
 //! endpoints whose containers went while vxbus was not running are forgotten, orphan vxcan
-//! pairs deleted, and the rules made exactly the buses' meshes.
+//! pairs (and vcans made for a plugin whose start never finished) deleted, and the rules made exactly the buses' meshes.
 //!
 //! Owns: that pass and its one summary log line. Must not touch Docker (it sends nothing about
 //! existing networks after a restart: the state file is all there is).
@@ -62,7 +62,11 @@ impl Inner {
         let mut orphans = 0;
         for link in self.links.list().await? {
             if is_ours_by_name(&link) && self.state.owner_of_link(&link.name).is_none() {
-                tracing::info!("deleting {}, an orphan vxcan of an earlier run", link.name);
+                tracing::info!(
+                    "deleting {}, an orphan {} of an earlier run",
+                    link.name,
+                    link.kind.as_deref().unwrap_or("link")
+                );
                 self.links.delete(link.index).await?;
                 orphans += 1;
             }
