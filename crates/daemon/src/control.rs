@@ -8,14 +8,14 @@
 //! Owns: that exchange and how its answers are printed. Must not touch: the kernel or the state
 //! file; it asks the driver and the supervisor.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, bail, Context as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
 };
 
 use vxbus_sdk::PluginId;
@@ -48,24 +48,26 @@ pub enum Command {
     },
 }
 
+/// The longest request line the control socket reads.
+pub const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a client has to send its request line.
+pub const REQUEST_TIME: Duration = Duration::from_secs(5);
+
 /// Serves the control socket at `path` until the process ends.
 pub fn serve(path: &Path, driver: Arc<Driver>, plugins: Arc<Supervisor>) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => {
-            return Err(err).with_context(|| format!("removing the old {}", path.display()))
-        }
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding the control socket {}", path.display()))?;
-    // Settings may hold secrets, and changing them is an administrator's act: root only.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))?;
+    // Settings may hold secrets, and changing them is an administrator's act: root only, from
+    // the moment the socket exists.
+    let listener = crate::daemon::bind(path, "control socket", Some(0o600))?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!("control socket: accepting a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let (driver, plugins) = (driver.clone(), plugins.clone());
             tokio::spawn(async move {
@@ -85,10 +87,18 @@ async fn answer(
 ) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    let result = match serde_json::from_str::<Command>(&line) {
-        Err(err) => Err(format!("not a control request: {err}")),
-        Ok(command) => run(command, driver, plugins).await,
+    let mut reader = BufReader::new(read.take(MAX_REQUEST));
+    tokio::time::timeout(REQUEST_TIME, reader.read_line(&mut line))
+        .await
+        .map_err(|_| anyhow!("no request line within {} s", REQUEST_TIME.as_secs()))?
+        .context("reading a request")?;
+    let result = if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST {
+        Err(format!("a request longer than {MAX_REQUEST} bytes"))
+    } else {
+        match serde_json::from_str::<Command>(&line) {
+            Err(err) => Err(format!("not a control request: {err}")),
+            Ok(command) => run(command, driver, plugins).await,
+        }
     };
     let answer = match result {
         Ok(value) => json!({"ok": value}),

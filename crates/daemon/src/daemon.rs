@@ -76,7 +76,7 @@ pub async fn serve(
         driver.clone(),
         plugins.clone(),
     )?;
-    let listener = bind(&settings.socket)?;
+    let listener = bind(&settings.socket, "plugin socket", None)?;
     tracing::info!(
         "vxbus {VERSION} ready: serving Docker's network driver protocol on {} \
          (state directory {}, plugin socket directory {}, control socket {})",
@@ -110,9 +110,11 @@ pub async fn serve(
     Ok(())
 }
 
-/// Binds the socket, replacing a stale socket file left by a process that died, but never a
-/// file of another kind.
-fn bind(path: &Path) -> Result<UnixListener> {
+/// Binds the `what` socket at `path`, replacing a stale socket file left by a process that
+/// died, but never a file of another kind. With `mode`, the socket has it before it appears at
+/// `path` (it is bound at a hidden name beside it, given the mode, then renamed), so nobody the
+/// mode excludes can connect in between.
+pub(crate) fn bind(path: &Path, what: &str, mode: Option<u32>) -> Result<UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating the socket directory {}", parent.display()))?;
@@ -133,8 +135,29 @@ fn bind(path: &Path) -> Result<UnixListener> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("inspecting {}", path.display())),
     }
-    UnixListener::bind(path)
-        .with_context(|| format!("binding the plugin socket {}", path.display()))
+    let Some(mode) = mode else {
+        return UnixListener::bind(path)
+            .with_context(|| format!("binding the {what} {}", path.display()));
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let hidden = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&hidden);
+    let bound = UnixListener::bind(&hidden)
+        .with_context(|| format!("binding the {what} {}", hidden.display()))
+        .and_then(|listener| {
+            std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .with_context(|| format!("restricting {}", hidden.display()))?;
+            std::fs::rename(&hidden, path)
+                .with_context(|| format!("moving {} to {}", hidden.display(), path.display()))?;
+            Ok(listener)
+        });
+    if bound.is_err() {
+        let _ = std::fs::remove_file(&hidden);
+    }
+    bound
 }
 
 fn remove_socket(path: &Path) {

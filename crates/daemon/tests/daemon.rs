@@ -4,7 +4,10 @@
 
 use std::{
     fs,
-    os::unix::{fs::FileTypeExt, process::CommandExt},
+    os::unix::{
+        fs::{FileTypeExt, PermissionsExt},
+        process::CommandExt,
+    },
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     thread,
@@ -243,6 +246,21 @@ fn replaces_a_stale_socket_but_not_another_file() {
         log.contains("is not a socket: refusing to replace it"),
         "{log}"
     );
+
+    // Nor where the control socket goes (it was removed, whatever it was).
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("state/control.sock");
+    fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    fs::write(&blocker, "keep me too").unwrap();
+    let mut daemon = Daemon::spawn_in(dir, |_| {});
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    let log = daemon.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert_eq!(fs::read_to_string(&blocker).unwrap(), "keep me too");
+    assert!(
+        log.contains("control.sock exists and is not a socket: refusing to replace it"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -337,7 +355,32 @@ fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
             .env("PATH", std::env::var_os("PATH").unwrap());
     });
     daemon.wait_ready();
-    assert!(daemon.dir.path().join("state/control.sock").exists());
+    let control = daemon.dir.path().join("state/control.sock");
+    let meta = fs::symlink_metadata(&control).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the control socket's mode"
+    );
+
+    // A client that sends nothing holds up no other, and is let go after 5 s; a request line
+    // longer than 64 KiB is refused, not read on.
+    let silent = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    let (ok, out) = ctl(&daemon, &["networks"]);
+    assert!(ok, "{out}");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = std::io::Read::read_to_end(&mut &silent, &mut rest);
+    assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    let long = format!(r#"{{"cmd":"networks","pad":"{}"}}"#, "x".repeat(70_000));
+    let answer = control_request(&daemon, &long);
+    assert_eq!(
+        answer["error"], "a request longer than 65536 bytes",
+        "{answer}"
+    );
 
     let (ok, out) = ctl(&daemon, &["plugins"]);
     assert!(ok, "{out}");
