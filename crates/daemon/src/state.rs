@@ -143,11 +143,26 @@ impl StateFile {
     /// Moves an unreadable file aside (`state.json.unreadable`), so the daemon can start and the
     /// file stays for a person to read.
     pub fn set_aside(&self) -> Result<PathBuf> {
-        let aside = self.path.with_extension("json.unreadable");
-        fs::rename(&self.path, &aside)
-            .with_context(|| format!("moving {} aside", self.path.display()))?;
-        Ok(aside)
+        set_aside(&self.path)
     }
+}
+
+/// Moves the file at `path` aside, to `<name>.unreadable` or, when that is taken (an earlier
+/// one), `<name>.unreadable.1`, `.2`, ...: a file set aside is never overwritten.
+pub fn set_aside(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let free = (0..1000)
+        .map(|n| match n {
+            0 => path.with_file_name(format!("{name}.unreadable")),
+            n => path.with_file_name(format!("{name}.unreadable.{n}")),
+        })
+        .find(|candidate| fs::symlink_metadata(candidate).is_err())
+        .with_context(|| format!("no free name to move {} aside", path.display()))?;
+    fs::rename(path, &free).with_context(|| format!("moving {} aside", path.display()))?;
+    Ok(free)
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a part:
@@ -224,6 +239,11 @@ mod tests {
         let aside = file.set_aside().unwrap();
         assert!(aside.ends_with("state.json.unreadable"));
         assert_eq!(file.load().unwrap(), State::new());
+        // A second unreadable file does not replace the first one set aside.
+        fs::write(&file.path, "{ not json").unwrap();
+        let second = file.set_aside().unwrap();
+        assert!(second.ends_with("state.json.unreadable.1"), "{second:?}");
+        assert!(fs::read_to_string(&aside).unwrap().contains("\"format\":9"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt, BufReader},
     net::UnixListener,
 };
-use vxbus::supervisor::{PluginError, Status, Supervisor, SupervisorConfig};
+use vxbus::supervisor::{PluginError, Prepared, Status, Supervisor, SupervisorConfig};
 use vxbus_sdk::{Bus, PluginId};
 
 fn id(text: &str) -> PluginId {
@@ -597,4 +597,76 @@ async fn a_child_that_stops_reading_its_pipe_is_killed() {
         last_error.contains("it read nothing from its pipe for 5000 ms"),
         "{last_error}"
     );
+}
+
+/// `stop` carries the bus as `start` did, typed (`3`), though the driver gives it the options
+/// as text (`"3"`): the plugin sees one bus, not two spellings of it.
+#[tokio::test]
+async fn stop_carries_the_bus_typed_as_start_did() {
+    let bed = Bed::new(&["py"]);
+    let bus = bed.bus("net1", "py", &[("count", "3")]).await.unwrap();
+    bed.supervisor.start(&bus).await.unwrap();
+    let options = BTreeMap::from([("count".to_owned(), "3".to_owned())]);
+    let as_text = Bus {
+        plugin: Prepared::untyped(&id("py"), &options).plugin,
+        ..bus.clone()
+    };
+    assert_eq!(as_text.plugin["count"], "3");
+    bed.supervisor.stop(&as_text).await;
+    let start = &bed.wait_events("py", "start", 1).await[0]["message"]["bus"];
+    let stop = &bed.wait_events("py", "stop", 1).await[0]["message"]["bus"];
+    assert_eq!(stop["plugin"]["count"], 3);
+    assert_eq!(stop, start);
+}
+
+/// A value the running plugin refuses is not kept; two changes at once both stay; a settings
+/// file that cannot be read is set aside and the plugin registers with its defaults.
+#[tokio::test]
+async fn settings_changes_are_kept_only_when_taken_and_none_is_lost() {
+    let bed = Bed::new(&["py"]);
+    let settings = bed.dir.path().join("state/plugin-settings");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(settings.join("py.json"), "{ not json").unwrap();
+    std::fs::write(
+        bed.dir.path().join("bundled/py/settings.json"),
+        r#"{"greeting": {"type": "string", "default": "hello", "description": "a word"},
+            "farewell": {"type": "string", "default": "bye", "description": "another"}}"#,
+    )
+    .unwrap();
+    bed.bus("n", "py", &[]).await.unwrap();
+    assert_eq!(
+        bed.wait_events("py", "registered", 1).await[0]["settings"],
+        json!({"greeting": "hello", "farewell": "bye"})
+    );
+    assert_eq!(
+        std::fs::read_to_string(settings.join("py.json.unreadable")).unwrap(),
+        "{ not json"
+    );
+
+    let py = id("py");
+    let err = bed
+        .supervisor
+        .set_setting(&py, "greeting", "refuse")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refused on purpose"), "{err}");
+    assert_eq!(
+        Value::Object(bed.supervisor.settings(&py).unwrap()),
+        json!({"greeting": "hello", "farewell": "bye"})
+    );
+
+    for round in 0..10 {
+        let (greeting, farewell) = (format!("hi{round}"), format!("bye{round}"));
+        let (a, b) = tokio::join!(
+            bed.supervisor.set_setting(&py, "greeting", &greeting),
+            bed.supervisor.set_setting(&py, "farewell", &farewell),
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            Value::Object(bed.supervisor.settings(&py).unwrap()),
+            json!({"greeting": greeting, "farewell": farewell}),
+            "round {round}"
+        );
+    }
 }

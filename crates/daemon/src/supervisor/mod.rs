@@ -167,6 +167,9 @@ pub struct Supervisor {
     config: SupervisorConfig,
     bundled: Bundled,
     settings: SettingsStore,
+    /// Held across each change of a plugin's settings (read, tell the plugin, keep), so that
+    /// two changes at once cannot lose one of them.
+    settings_changes: tokio::sync::Mutex<()>,
     children: Mutex<BTreeMap<String, Arc<Child>>>,
     channels: Mutex<registry::Channels>,
     shutting_down: AtomicBool,
@@ -198,6 +201,7 @@ impl Supervisor {
         Arc::new(Supervisor {
             bundled: Bundled::new(&config.bundled_dir),
             settings: SettingsStore::new(&config.state_dir),
+            settings_changes: tokio::sync::Mutex::new(()),
             config,
             children: Mutex::new(BTreeMap::new()),
             channels: Mutex::new(registry::Channels::default()),
@@ -323,13 +327,17 @@ impl Supervisor {
         let message = lifecycle("stop", bus);
         let result = match self.child(id) {
             Ok(Some(child)) => {
-                let conn = {
+                let (started, conn) = {
                     let mut state = child.lock();
-                    state.networks.remove(&bus.network_id);
-                    state.running_conn()
+                    (state.networks.remove(&bus.network_id), state.running_conn())
                 };
                 match conn {
                     Some(conn) => {
+                        // The bus as `start` carried it, typed; what the caller gave (the
+                        // options as text) only when the plugin never started it here.
+                        let message = started
+                            .map(|bus| lifecycle("stop", &bus))
+                            .unwrap_or(message);
                         self.call_lifecycle(&child, &conn, cmd::STOP, &message)
                             .await
                     }
@@ -679,6 +687,7 @@ impl Supervisor {
         })?;
         // The schema comes from the plugin itself: run it if it never ran here.
         self.ensure_running(&child).await?;
+        let _change = self.settings_changes.lock().await;
         let mut stored = self
             .settings
             .load(id)
@@ -693,9 +702,7 @@ impl Supervisor {
                 prefix: "",
             },
         )?;
-        self.settings
-            .save(id, &stored)
-            .map_err(|m| PluginError::failed(id, m))?;
+        // The running plugin first: a value it refuses is not kept.
         let conn = child.lock().conn.clone();
         if let Some(conn) = conn {
             let body = json(&Reconfigure {
@@ -708,6 +715,9 @@ impl Supervisor {
                     PluginError::failed(id, format!("reconfigure: {e}"))
                 })?;
         }
+        self.settings
+            .save(id, &stored)
+            .map_err(|m| PluginError::failed(id, m))?;
         let shown = stored
             .schema
             .0
@@ -778,7 +788,10 @@ impl Supervisor {
         }
         info.config.check(&child.id).map_err(|e| e.to_string())?;
         info.settings.check(&child.id).map_err(|e| e.to_string())?;
-        let values = self.settings.register(&child.id, &info.settings)?;
+        let values = {
+            let _change = self.settings_changes.lock().await;
+            self.settings.register(&child.id, &info.settings)?
+        };
         {
             let mut state = child.lock();
             if state.generation != generation {

@@ -75,9 +75,21 @@ impl SettingsStore {
 
     /// Plugin `id` registered with settings `schema`: the kept values merged into it (same
     /// type kept, new items defaulted, deprecated and removed items dropped; each change
-    /// logged), or its defaults the first time. The result is kept and returned.
+    /// logged), or its defaults the first time. The result is kept and returned. A kept file
+    /// that cannot be read is set aside (never overwritten), logged, and the defaults used: a
+    /// corrupt file must not keep the plugin from registering for ever.
     pub fn register(&self, id: &PluginId, schema: &Schema) -> Result<Map<String, Value>, String> {
-        let values = match self.load(id)? {
+        let kept = match self.load(id) {
+            Ok(kept) => kept,
+            Err(err) => {
+                let aside = crate::state::set_aside(&self.path(id))
+                    .map_err(|e| format!("{err}; and {e:#}"))?;
+                tracing::error!(plugin = %id, "plugin {id} settings: {err}: starting from the \
+                    defaults; the unreadable file is kept as {}", aside.display());
+                None
+            }
+        };
+        let values = match kept {
             Some(stored) => {
                 let (values, changes) = schema.merge(&stored.schema, &stored.values, id.as_str());
                 for change in changes {

@@ -6,7 +6,8 @@ $VXBUS_PLUGIN_DATA_DIR/events.jsonl, and its per-network item `mode` decides wha
 ok (serve), refuse (answer with an error), hang (never answer), crash (answer, then exit), deaf
 (stop reading its pipe: what a stuck plugin does).
 Item `peer`: on start, open a channel to that plugin and send `ping`; a `ping` on a channel is
-answered `pong`.
+answered `pong`. Its settings are `greeting` (a reconfigure to `refuse` is refused), or those
+in settings.json in its directory.
 """
 import json
 import os
@@ -32,6 +33,11 @@ INFO = {
         "greeting": {"type": "string", "default": "hello", "description": "a word"},
     },
 }
+
+# A test may give the plugin other settings: settings.json beside it (its working directory).
+if os.path.exists("settings.json"):
+    with open("settings.json") as f:
+        INFO["settings"] = json.load(f)
 
 fds = os.environ.get("VXBUS_CHUNK_FDS")
 if fds:
@@ -138,7 +144,10 @@ def dispatch(cmd, buf):
             threading.Thread(target=ping, args=(peer,)).start()
         return b""
     if cmd == "reconfigure":
-        record(cmd, settings=json.loads(buf)["settings"])
+        settings = json.loads(buf)["settings"]
+        record(cmd, settings=settings)
+        if settings.get("greeting") == "refuse":
+            raise RuntimeError("greeting `refuse` is refused on purpose")
         return b""
     if cmd in ("plugins.connected", "plugins.disconnected", "channel.opened"):
         record(cmd, message=json.loads(buf))
