@@ -175,7 +175,12 @@ impl Links {
             .try_next()
             .await;
         match found {
-            Ok(message) => Ok(message.as_ref().map(Link::from_message)),
+            // The kernel finds a link by its alternative names too (`ip link property add ...
+            // altname`): only the link whose name it is answers to it here.
+            Ok(message) => Ok(message
+                .as_ref()
+                .map(Link::from_message)
+                .filter(|link| link.name == name.as_str())),
             Err(source) => {
                 let error = LinkError {
                     op: format!("looking up link {name}"),

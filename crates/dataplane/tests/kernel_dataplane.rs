@@ -125,6 +125,13 @@ async fn links_and_gateway_rules_carry_frames_once_and_leave_nothing_behind() {
     };
     let listed: BTreeSet<Rule> = ours(&mut gw).iter().map(|stats| stats.rule).collect();
     assert_eq!(listed, rules, "the kernel lists exactly the rules added");
+    // The kernel lists vxbus's rules with interfaces and flags only: the driver takes only
+    // such `plain` rules as its own.
+    assert!(
+        ours(&mut gw).iter().all(|stats| stats.plain),
+        "{:?}",
+        ours(&mut gw)
+    );
     // The kernel does not refuse a duplicate: it adds a second, equal rule, which would deliver
     // every frame twice. Whoever adds rules must know what exists. One remove takes one copy.
     let first = *rules.iter().next().unwrap();
@@ -257,4 +264,34 @@ fn a_missing_can_gw_module_is_reported_with_the_command_that_loads_it() {
         "{message}"
     );
     assert!(message.contains("`modprobe can-gw`"), "{message}");
+}
+
+/// A link is found by its own name only: the kernel also matches alternative names, and vxbus
+/// must not take someone's link that carries one of its names as an altname for its own.
+#[tokio::test]
+async fn a_link_is_found_by_its_name_not_by_an_altname() {
+    if !kernel_has_can() {
+        return;
+    }
+    let links = Links::connect().unwrap();
+    if let Some(index) = links.index(&name("kt-alt")).await.unwrap() {
+        links.delete(index).await.unwrap();
+    }
+    let index = links.add_vcan(&name("kt-alt")).await.unwrap();
+    let status = Command::new("ip")
+        .args([
+            "link",
+            "property",
+            "add",
+            "dev",
+            "kt-alt",
+            "altname",
+            "kt-altname",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip link property add ... altname");
+    assert_eq!(links.index(&name("kt-alt")).await.unwrap(), Some(index));
+    assert_eq!(links.get(&name("kt-altname")).await.unwrap(), None);
+    links.delete(index).await.unwrap();
 }

@@ -47,7 +47,7 @@ mod names;
 mod reconcile;
 mod rules;
 
-use names::{link_names, plugin_host_name};
+use names::{is_ours_by_name, link_names, plugin_host_name};
 pub use names::{HOST_END_PREFIX, PEER_PREFIX, PLUGIN_HOST_PREFIX};
 
 /// Why a call failed. Docker shows the message to the user.
@@ -71,6 +71,10 @@ pub enum BusError {
     /// Docker names an endpoint vxbus has no record of.
     #[error("vxbus has no record of endpoint {endpoint} on network {network}")]
     UnknownEndpoint { network: String, endpoint: String },
+    /// What the call asks for collides with what exists (a network, a link): the user's to
+    /// resolve, not a failure of the host.
+    #[error("{0}")]
+    Conflict(String),
     /// Docker sent an ID vxbus cannot name links after.
     #[error("endpoint ID `{0}` is not the hex ID Docker gives endpoints")]
     BadEndpointId(String),
@@ -89,7 +93,10 @@ impl BusError {
             BusError::Plugin(err) => err.is_refusal(),
             other => matches!(
                 other,
-                BusError::Option(_) | BusError::HostDevice { .. } | BusError::BadEndpointId(_)
+                BusError::Option(_)
+                    | BusError::HostDevice { .. }
+                    | BusError::BadEndpointId(_)
+                    | BusError::Conflict(_)
             ),
         }
     }
@@ -244,10 +251,12 @@ impl Driver {
                 tracing::info!("network {id} exists already with these options");
                 return Ok(());
             }
-            return Err(anyhow!("network {id} exists already with other options").into());
+            return Err(BusError::Conflict(format!(
+                "network {id} exists already with other options"
+            )));
         }
         if guard.creating.contains_key(id) {
-            return Err(anyhow!("network {id} is being created").into());
+            return Err(BusError::Conflict(format!("network {id} is being created")));
         }
         let inner = &mut *guard;
         kernel::check(&inner.links, &mut inner.gw).await?;
@@ -373,12 +382,20 @@ impl Driver {
         let spec = inner.spec(network_id)?;
         for name in [&host_end, &peer] {
             if let Some(owner) = inner.owner_of_link(name.as_str()) {
-                return Err(anyhow!(
+                return Err(BusError::Conflict(format!(
                     "endpoint {endpoint_id}'s link name {name} is taken by network {owner}"
-                )
-                .into());
+                )));
             }
-            if inner.links.get(name).await?.is_some() {
+            if let Some(link) = inner.links.get(name).await? {
+                // Named like vxbus's: an orphan of an earlier run if it is a vxcan; anything
+                // else with that name is someone's, and stays.
+                if !is_ours_by_name(&link) {
+                    return Err(BusError::Conflict(format!(
+                        "endpoint {endpoint_id}'s link name {name} is taken by a {} that \
+                         vxbus did not make",
+                        link.kind.as_deref().unwrap_or("link")
+                    )));
+                }
                 tracing::warn!("deleting {name}, an orphan vxcan of an earlier run");
                 inner.delete_link_named(name).await;
             }
