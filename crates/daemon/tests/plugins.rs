@@ -670,3 +670,17 @@ async fn settings_changes_are_kept_only_when_taken_and_none_is_lost() {
         );
     }
 }
+
+/// A channel to oneself would bring a plugin's data back to it through the daemon for ever:
+/// refused, saying so.
+#[tokio::test]
+async fn a_plugin_cannot_open_a_channel_to_itself() {
+    let bed = Bed::new(&["pya"]);
+    let bus = bed.bus("n", "pya", &[("peer", "pya")]).await.unwrap();
+    bed.supervisor.start(&bus).await.unwrap();
+    let open = &bed.wait_events("pya", "channel.open", 1).await[0];
+    assert_eq!(
+        open["error"], "plugin pya cannot open a channel to itself",
+        "{open}"
+    );
+}

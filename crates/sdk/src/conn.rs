@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_util::{future::BoxFuture, SinkExt, StreamExt};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{mpsc, oneshot, watch},
+    sync::{mpsc, oneshot, watch, Semaphore},
 };
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -69,6 +69,9 @@ enum Pending {
 struct Shared {
     name: String,
     codec: ChunkCodec,
+    /// Permits for the bytes of requests and one-way messages being handled
+    /// ([`MAX_IN_FLIGHT_BYTES`]), each message costing its buffer and [`MESSAGE_COST`].
+    in_flight: Arc<Semaphore>,
     out: mpsc::Sender<Chunk>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_thread: AtomicU64,
@@ -91,6 +94,15 @@ impl fmt::Debug for Connection {
 
 /// Outgoing chunks queued before the writer blocks the senders.
 const OUT_QUEUE: usize = 256;
+
+/// How much of what the peer sent may be being handled at once: the buffers of its requests and
+/// one-way messages, each counted with [`MESSAGE_COST`] more (so their number is bounded too,
+/// to 16384). Beyond it a request is answered with an error and a one-way message dropped, at
+/// once: the reader never waits (it must go on reading answers), and memory does not grow with
+/// what the peer sends.
+pub const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
+/// What a message costs of [`MAX_IN_FLIGHT_BYTES`] besides its buffer.
+pub const MESSAGE_COST: usize = 4096;
 
 /// How long a one-way message may wait for room in the outgoing queue; a call waits as long
 /// as its own timeout, which covers queueing and answer together.
@@ -115,6 +127,7 @@ impl Connection {
             shared: Arc::new(Shared {
                 name: peer.into(),
                 codec,
+                in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),
                 out,
                 pending: Mutex::new(HashMap::new()),
                 next_thread: AtomicU64::new(1),
@@ -357,6 +370,27 @@ impl Connection {
 
     fn dispatch(&self, chunk: Chunk, handler: &Handler) {
         let oneway = chunk.direction == Direction::Oneway;
+        let cost =
+            u32::try_from(chunk.buffer.len().saturating_add(MESSAGE_COST)).unwrap_or(u32::MAX);
+        let Ok(permit) = self.shared.in_flight.clone().try_acquire_many_owned(cost) else {
+            let busy = format!(
+                "`{}` not handled: {} MiB of messages are being handled already",
+                chunk.cmd,
+                MAX_IN_FLIGHT_BYTES >> 20
+            );
+            tracing::warn!(peer = %self.shared.name, "{busy}");
+            if !oneway {
+                // Queued only if there is room: waiting would stop the reader, and a peer that
+                // floods requests gets its refusals as its reading allows, or its timeouts.
+                let _ = self.shared.out.try_send(Chunk {
+                    thread: chunk.thread,
+                    direction: Direction::Error,
+                    cmd: chunk.cmd,
+                    buffer: busy.into(),
+                });
+            }
+            return;
+        };
         let incoming = Incoming {
             cmd: chunk.cmd.clone(),
             buffer: chunk.buffer,
@@ -366,6 +400,7 @@ impl Connection {
         let answer = handler(incoming);
         let conn = self.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let result = answer.await;
             if oneway {
                 if let Err(err) = result {
@@ -436,6 +471,10 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     Ok(incoming.buffer)
                 }
+                "hold" => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Ok(Bytes::new())
+                }
                 "ask-back" => incoming
                     .conn
                     .call("echo", incoming.buffer, SECOND)
@@ -465,6 +504,30 @@ mod tests {
             Connection::spawn("raw", ar, aw, ChunkCodec::default(), echo()),
             b,
         )
+    }
+
+    /// A peer that sends more than is handled at once gets the excess refused at once, saying
+    /// so; the reader goes on (answers still arrive) and memory stays bounded.
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_in_flight_limit_are_refused_not_queued() {
+        let (a, b) = pair();
+        // Each `hold` request keeps its share for 5 s (of the paused clock: until everything
+        // else is done); 24 of 3 MiB are over 64 MiB.
+        let big = Bytes::from(vec![7u8; 3 << 20]);
+        let calls = (0..24).map(|_| a.call("hold", big.clone(), 10 * SECOND));
+        let results = futures_util::future::join_all(calls).await;
+        let fit = MAX_IN_FLIGHT_BYTES / ((3 << 20) + MESSAGE_COST);
+        let refused: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+        assert_eq!(refused.len(), 24 - fit, "{refused:?}");
+        for err in refused {
+            assert_eq!(
+                err.as_ref().unwrap_err().to_string(),
+                "`hold` not handled: 64 MiB of messages are being handled already"
+            );
+        }
+        // The permits come back: the next calls are served.
+        assert_eq!(b.call("echo", "x", SECOND).await.unwrap(), "x");
+        assert_eq!(a.call("echo", "y", SECOND).await.unwrap(), "y");
     }
 
     /// A peer that stops reading fills the pipe, then the outgoing queue: from then on a

@@ -78,6 +78,10 @@ impl Supervisor {
             cmd::CHANNEL_OPEN => {
                 let OpenChannel { to } = serde_json::from_slice(&incoming.buffer)
                     .map_err(|e| format!("channel.open: {e}"))?;
+                if to == child.id.as_str() {
+                    // Its own data would come back to it through the daemon, for ever.
+                    return Err(format!("plugin {to} cannot open a channel to itself"));
+                }
                 let (target_child, target) = self
                     .running(&to)
                     .ok_or_else(|| format!("no plugin `{to}` is connected"))?;

@@ -167,7 +167,11 @@ def dispatch(cmd, buf):
 def ping(peer):
     names = call("plugins.list", None)
     record("plugins.list", names=names)
-    opened = call("channel.open", {"to": peer})
+    try:
+        opened = call("channel.open", {"to": peer})
+    except RuntimeError as err:
+        record("channel.open", error=str(err))
+        return
     record("channel.open", answer=opened)
     notify("channel.data", b"%d\0ping" % opened["channel"])
 
