@@ -6,6 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
+on_exit 'rm -f /var/lib/vxbus/state.json.unreadable*'
 
 # bus_carries SENDER RECEIVER...: 5 classic and 1 FD frame from SENDER reach every RECEIVER's can0
 # and the host device rhost, each once, in order.
@@ -28,6 +29,20 @@ step "plugin disable -f while containers run: the bus keeps working (it is in th
 docker plugin disable -f "$PLUGIN" >/dev/null
 daemon_running && fail "the daemon still runs after disable"
 bus_carries r-a r-b
+
+step "an unreadable state file: the daemon starts and keeps the running bus, saying why"
+# Before, it started with no networks and deleted the members' vxcan pairs as orphans.
+saved=$(mktemp)
+on_exit "rm -f $saved"
+cp /var/lib/vxbus/state.json "$saved"
+echo '{ not json' >/var/lib/vxbus/state.json
+mark=$(log_mark)
+docker plugin enable "$PLUGIN" >/dev/null
+wait_logged "$mark" "link(s) named like vxbus's are not in the state, and kept"
+bus_carries r-a r-b
+docker plugin disable -f "$PLUGIN" >/dev/null
+cp "$saved" /var/lib/vxbus/state.json
+rm -f /var/lib/vxbus/state.json.unreadable*
 
 step "plugin enable: the state is reconciled, nothing is changed, new containers join"
 mark=$(log_mark)

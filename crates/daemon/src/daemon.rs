@@ -7,6 +7,10 @@
 use std::{future::Future, io, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+};
 use tokio::{
     net::UnixListener,
     signal::unix::{signal, SignalKind},
@@ -53,6 +57,7 @@ pub async fn serve(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the {what} {}", dir.display()))?;
     }
+    let _state_lock = lock_state_dir(&settings.state_dir)?;
     // The state is reconciled with the kernel before Docker can call: a call after a restart
     // sees the buses as they were left.
     let plugins = Supervisor::new(SupervisorConfig {
@@ -158,6 +163,26 @@ pub(crate) fn bind(path: &Path, what: &str, mode: Option<u32>) -> Result<UnixLis
         let _ = std::fs::remove_file(&hidden);
     }
     bound
+}
+
+/// Takes the state directory for this daemon, for as long as the lock lives: two daemons on one
+/// directory would each reconcile the kernel against the state and undo the other's work.
+fn lock_state_dir(dir: &Path) -> Result<Flock<std::fs::File>> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        Errno::EWOULDBLOCK => anyhow::anyhow!(
+            "another vxbus daemon uses the state directory {}: one directory serves one \
+             daemon (give this one its own with VXBUS_STATE_DIR, or the plugin's state.source)",
+            dir.display()
+        ),
+        other => anyhow::anyhow!("locking {}: {other}", path.display()),
+    })
 }
 
 fn remove_socket(path: &Path) {

@@ -145,6 +145,22 @@ impl StateFile {
     pub fn set_aside(&self) -> Result<PathBuf> {
         set_aside(&self.path)
     }
+
+    /// The state files set aside as unreadable that are still there: while one is, what the
+    /// kernel holds may be recorded only there, and nothing of it counts as an orphan.
+    pub fn set_aside_files(&self) -> Vec<PathBuf> {
+        let prefix = format!("{FILE_NAME}.unreadable");
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
 }
 
 /// Moves the file at `path` aside, to `<name>.unreadable` or, when that is taken (an earlier
@@ -243,6 +259,7 @@ mod tests {
         fs::write(&file.path, "{ not json").unwrap();
         let second = file.set_aside().unwrap();
         assert!(second.ends_with("state.json.unreadable.1"), "{second:?}");
+        assert_eq!(file.set_aside_files(), [aside.clone(), second]);
         assert!(fs::read_to_string(&aside).unwrap().contains("\"format\":9"));
     }
 

@@ -264,6 +264,30 @@ fn replaces_a_stale_socket_but_not_another_file() {
 }
 
 #[test]
+fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
+    if !net_admin_or_skip() {
+        return;
+    }
+    let mut first = Daemon::spawn_with(|_| {});
+    first.wait_ready();
+    let state = first.dir.path().join("state");
+    let mut second = Daemon::spawn_with(|command| {
+        command.env("VXBUS_STATE_DIR", &state);
+    });
+    let status = second.wait_exit(Duration::from_secs(15));
+    let log = second.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert!(
+        log.contains("another vxbus daemon uses the state directory"),
+        "{log}"
+    );
+    // The first one still serves, its control socket untouched.
+    let (status, _) = post(&first.socket(), "/Plugin.Activate", "");
+    assert_eq!(status, StatusCode::OK);
+    assert!(state.join("control.sock").exists());
+}
+
+#[test]
 fn refuses_to_start_without_cap_net_admin_and_says_how_to_grant_it() {
     let mut daemon = Daemon::spawn_with(|command| {
         // SAFETY: between fork and exec only async-signal-safe calls are allowed; dropping a

@@ -60,8 +60,16 @@ impl Inner {
             }
         }
         let mut orphans = 0;
+        // A state file set aside as unreadable may be the only record of live buses: until a
+        // person has looked at it (and removed it), links named like vxbus's are kept.
+        let set_aside = self.file.set_aside_files();
+        let mut kept = 0;
         for link in self.links.list().await? {
             if is_ours_by_name(&link) && self.state.owner_of_link(&link.name).is_none() {
+                if !set_aside.is_empty() {
+                    kept += 1;
+                    continue;
+                }
                 tracing::info!(
                     "deleting {}, an orphan {} of an earlier run",
                     link.name,
@@ -70,6 +78,18 @@ impl Inner {
                 self.links.delete(link.index).await?;
                 orphans += 1;
             }
+        }
+        if kept > 0 {
+            tracing::warn!(
+                "{kept} link(s) named like vxbus's are not in the state, and kept: {} holds a \
+                 state vxbus could not read, which may record them; once it is looked at and \
+                 removed, the next start deletes them",
+                set_aside
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let (mut added, mut removed) = (0, 0);
         if kernel_ok {
