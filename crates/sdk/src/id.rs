@@ -26,8 +26,19 @@ pub const PLUGIN_ID_RULE: &str =
 pub struct BadPluginId(pub String);
 
 impl PluginId {
+    /// The id as text (also what `*id` gives).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `s` follows [`PLUGIN_ID_RULE`].
+    fn allowed(s: &str) -> bool {
+        let char_allowed =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b);
+        (1..=64).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.bytes().all(char_allowed)
+            && !s.contains("..")
     }
 }
 
@@ -35,16 +46,9 @@ impl FromStr for PluginId {
     type Err = BadPluginId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let valid = (1..=64).contains(&s.len())
-            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
-            && !s.contains("..");
-        if valid {
-            Ok(PluginId(s.to_owned()))
-        } else {
-            Err(BadPluginId(s.to_owned()))
-        }
+        PluginId::allowed(s)
+            .then(|| PluginId(s.to_owned()))
+            .ok_or_else(|| BadPluginId(s.to_owned()))
     }
 }
 
