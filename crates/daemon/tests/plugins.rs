@@ -495,6 +495,14 @@ async fn external_plugins_get_the_documented_json_on_their_socket() {
         "plugin refuser: no adapter"
     );
 
+    // A plugin that goes away (or closes) without answering is said to have done so.
+    let _quitter = external(&bed, "quitter", Some(""));
+    let bus = bed.bus("n", "quitter", &[]).await.unwrap();
+    assert_eq!(
+        bed.supervisor.start(&bus).await.unwrap_err().to_string(),
+        "plugin quitter: start: external plugin quitter closed the connection without an answer"
+    );
+
     let _silent = external(&bed, "silent", None);
     let bus = bed.bus("n", "silent", &[]).await.unwrap();
     assert_eq!(

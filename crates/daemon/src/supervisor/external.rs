@@ -51,6 +51,12 @@ pub async fn send(
             .read_line(&mut line)
             .await
             .map_err(|e| format!("reading from {}: {e}", socket.display()))?;
+        if line.trim().is_empty() {
+            return Err(format!(
+                "{}: external plugin {id} closed the connection without an answer",
+                message.action
+            ));
+        }
         let answer: Answer = serde_json::from_str(line.trim())
             .map_err(|e| format!("answered `{}`, not {{\"success\": ...}}: {e}", line.trim()))?;
         match answer {
