@@ -290,6 +290,7 @@ impl Driver {
         // The plugin is told outside the lock: it may take up to the start timeout, and
         // Docker's calls for other networks must not wait for it. Meanwhile the network is
         // reserved, and recorded only once the plugin has confirmed it.
+        let mut started_bus = None;
         if let (Some(prepared), Some(host)) = (prepared, &host_device) {
             let bus = bus_of(id, &spec, &host.name, prepared);
             inner.creating.insert(id.to_owned(), network.clone());
@@ -306,12 +307,17 @@ impl Driver {
                 guard.undo_host_device(&host_device).await;
                 return Err(err.into());
             }
+            started_bus = Some(bus);
         }
         let inner = &mut *guard;
         inner.state.networks.insert(id.to_owned(), network);
         if let Err(err) = inner.save() {
             inner.state.networks.remove(id);
             inner.undo_host_device(&host_device).await;
+            if let Some(bus) = started_bus {
+                let plugins = self.plugins.clone();
+                tokio::spawn(async move { plugins.stop(&bus).await });
+            }
             return Err(err);
         }
         let host = match &host_device {
