@@ -197,8 +197,7 @@ impl Connection {
     pub async fn notify(&self, cmd: &str, buffer: impl Into<Bytes>) -> Result<(), CallError> {
         let thread = self.shared.next_thread.fetch_add(1, Ordering::Relaxed);
         let chunk = self.chunk(thread, Direction::Oneway, cmd, buffer.into())?;
-        let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
-        self.send(chunk, deadline, NOTIFY_TIMEOUT).await
+        self.send_within(chunk, NOTIFY_TIMEOUT).await
     }
 
     /// Closes the connection (if it is not closed yet) and fails every waiting call with `reason`.
@@ -260,6 +259,12 @@ impl Connection {
         Ok(chunk)
     }
 
+    /// Queues `chunk` for the writer, waiting for room at most `allowed`.
+    async fn send_within(&self, chunk: Chunk, allowed: Duration) -> Result<(), CallError> {
+        self.send(chunk, tokio::time::Instant::now() + allowed, allowed)
+            .await
+    }
+
     /// Queues `chunk` for the writer, waiting for room until `deadline` (`allowed` from its
     /// start, for the error).
     async fn send(
@@ -271,15 +276,19 @@ impl Connection {
         if let Some(reason) = self.closed_reason() {
             return Err(CallError::Closed(reason));
         }
-        let cmd = chunk.cmd.clone();
-        match tokio::time::timeout_at(deadline, self.shared.out.send(chunk)).await {
-            Ok(Ok(())) => Ok(()),
+        // Room first, then the chunk: a sender that gives up still has it (for the error), and
+        // nothing is copied on the way.
+        match tokio::time::timeout_at(deadline, self.shared.out.reserve()).await {
+            Ok(Ok(room)) => {
+                room.send(chunk);
+                Ok(())
+            }
             Ok(Err(_)) => Err(CallError::Closed(
                 self.closed_reason()
                     .unwrap_or_else(|| "writer stopped".into()),
             )),
             Err(_) => Err(CallError::Stalled {
-                cmd,
+                cmd: chunk.cmd,
                 timeout: allowed,
             }),
         }
@@ -430,8 +439,7 @@ impl Connection {
             };
             // A closed connection has no one to answer, and a peer that reads nothing will
             // not read the answer either: nothing else to do.
-            let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
-            let _ = conn.send(reply, deadline, NOTIFY_TIMEOUT).await;
+            let _ = conn.send_within(reply, NOTIFY_TIMEOUT).await;
         });
     }
 }
