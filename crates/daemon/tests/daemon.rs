@@ -359,6 +359,166 @@ fn control_request(daemon: &Daemon, line: &str) -> Value {
     serde_json::from_str(&answer).unwrap()
 }
 
+/// The Python test plugin (tests/pyplugin) bundled as `id` under `<dir>/bundled`; its source
+/// directory.
+fn bundle(dir: &Path, id: &str) -> PathBuf {
+    let bundled = dir.join("bundled").join(id);
+    fs::create_dir_all(&bundled).unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pyplugin");
+    for file in ["plugin.json", "plugin.py"] {
+        fs::copy(source.join(file), bundled.join(file)).unwrap();
+    }
+    source
+}
+
+impl Daemon {
+    /// A daemon, ready, running the plugins bundled in `<dir>/bundled`.
+    fn with_plugins(dir: TempDir) -> Daemon {
+        let plugin_dir = dir.path().join("bundled");
+        let mut daemon = Daemon::spawn_in(dir, |command| {
+            command
+                .env("VXBUS_PLUGIN_DIR", &plugin_dir)
+                .env("PATH", std::env::var_os("PATH").unwrap());
+        });
+        daemon.wait_ready();
+        daemon
+    }
+}
+
+/// A child plugin runs as a user of its own (uid 0 kept its way to everything the daemon
+/// has): from inside it, the daemon's state, another plugin's settings and data, the control
+/// socket, Docker's plugin socket and the daemon's process are all out of reach, while its own
+/// data directory is its to write.
+#[test]
+fn a_plugin_cannot_touch_the_daemon_its_state_or_another_plugin() {
+    if !net_admin_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    bundle(dir.path(), "py");
+    bundle(dir.path(), "intruder");
+    let mut daemon = Daemon::with_plugins(dir);
+    let root = daemon.dir.path().to_owned();
+    let (ok, out) = ctl(&daemon, &["set", "py", "greeting=hi"]);
+    assert!(ok, "{out}");
+    let state = root.join("state/state.json");
+    assert!(state.exists(), "the daemon keeps no state.json yet");
+    let state_before = fs::read(&state).unwrap();
+    let path = |p: &str| root.join(p).display().to_string();
+    let attacks = json!([
+        ["write", path("state/state.json")],
+        ["read", path("state/plugin-settings/py.json")],
+        ["write", path("state/plugin-settings/py.json")],
+        ["write", path("state/plugin-data/py/events.jsonl")],
+        ["connect", path("state/control.sock")],
+        ["connect", path("run/vxbus.sock")],
+        ["rebind", path("run/vxbus.sock")],
+        ["kill", daemon.child.id().to_string()],
+        ["write", path("state/plugin-data/intruder/mine")],
+    ]);
+    fs::write(
+        root.join("bundled/intruder/attacks.json"),
+        attacks.to_string(),
+    )
+    .unwrap();
+    let (ok, out) = ctl(&daemon, &["set", "intruder", "greeting=x"]);
+    assert!(ok, "{out}");
+    let events = fs::read_to_string(root.join("state/plugin-data/intruder/events.jsonl")).unwrap();
+    let results = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["event"] == "attacks")
+        .unwrap_or_else(|| panic!("no attacks recorded: {events}"))["results"]
+        .clone();
+    let outcome: Vec<String> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}: {}",
+                r[0].as_str().unwrap(),
+                r[1].as_str().unwrap(),
+                r[2].as_str().unwrap()
+            )
+        })
+        .collect();
+    let expected: Vec<String> = attacks
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let result = match (i, a[0].as_str().unwrap()) {
+                (8, _) => "ok",
+                (_, "kill") => "EPERM",
+                _ => "EACCES",
+            };
+            format!(
+                "{} {}: {result}",
+                a[0].as_str().unwrap(),
+                a[1].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(outcome, expected);
+    assert_eq!(fs::read(&state).unwrap(), state_before);
+    let (ok, out) = ctl(&daemon, &["settings", "py"]);
+    assert_eq!((ok, out.as_str()), (true, "greeting = hi\n"));
+    let (status, _) = post(&daemon.socket(), "/Plugin.Activate", "{}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon died"
+    );
+
+    // A change of user clears the parent-death signal: it is set after, so a plugin still
+    // dies with a daemon that is killed outright (this one never reads its pipe, so only the
+    // signal ends it).
+    let sleeper = root.join("bundled/sleeper");
+    fs::create_dir_all(&sleeper).unwrap();
+    fs::write(sleeper.join("plugin.json"), r#"{"executable": "run.sh"}"#).unwrap();
+    fs::write(
+        sleeper.join("run.sh"),
+        "#!/bin/sh\necho $$ >\"$VXBUS_PLUGIN_DATA_DIR/pid\"\nexec sleep 1000\n",
+    )
+    .unwrap();
+    fs::set_permissions(sleeper.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let pid_file = root.join("state/plugin-data/sleeper/pid");
+    let setter = {
+        let state = root.join("state");
+        thread::spawn(move || {
+            Command::new(BIN)
+                .env_clear()
+                .env("VXBUS_STATE_DIR", state)
+                .args(["set", "sleeper", "x=1"])
+                .output()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        if let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the sleeper did not start");
+        thread::sleep(Duration::from_millis(20));
+    };
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let _ = setter.join();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kill(Pid::from_raw(pid), None).is_ok() {
+        if Instant::now() > deadline {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            panic!("plugin process {pid} outlived the killed daemon");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
     if !net_admin_or_skip() {
@@ -366,19 +526,8 @@ fn host_commands_list_plugins_and_change_settings_through_the_control_socket() {
     }
     // The Python test plugin as the one bundled plugin.
     let dir = tempfile::tempdir().unwrap();
-    let bundled = dir.path().join("bundled/py");
-    fs::create_dir_all(&bundled).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pyplugin");
-    for file in ["plugin.json", "plugin.py"] {
-        fs::copy(source.join(file), bundled.join(file)).unwrap();
-    }
-    let plugin_dir = dir.path().join("bundled");
-    let mut daemon = Daemon::spawn_in(dir, |command| {
-        command
-            .env("VXBUS_PLUGIN_DIR", &plugin_dir)
-            .env("PATH", std::env::var_os("PATH").unwrap());
-    });
-    daemon.wait_ready();
+    let source = bundle(dir.path(), "py");
+    let mut daemon = Daemon::with_plugins(dir);
     let control = daemon.dir.path().join("state/control.sock");
     let meta = fs::symlink_metadata(&control).unwrap();
     assert!(meta.file_type().is_socket());

@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::os::unix::fs::MetadataExt as _;
+
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::{
@@ -383,6 +385,25 @@ async fn a_child_keeps_no_capability_it_did_not_declare() {
         assert_eq!(line, format!("{set}:\t0000000000000000"), "{status}");
     }
     assert!(status.lines().any(|l| l == "NoNewPrivs:\t1"));
+    // Nor root's user, group or groups: its own ids, the owner of its data directory alone.
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let uid = vxbus::supervisor::identity::FIRST_ID.to_string();
+    assert_eq!(field("Uid:"), [uid.as_str(); 4], "{status}");
+    assert_eq!(field("Gid:"), [uid.as_str(); 4], "{status}");
+    assert!(field("Groups:").is_empty(), "{status}");
+    let data = bed.dir.path().join("state/plugin-data/py");
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(
+        (meta.uid().to_string(), meta.mode() & 0o777),
+        (uid.clone(), 0o700)
+    );
 }
 
 #[tokio::test]

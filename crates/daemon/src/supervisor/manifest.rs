@@ -29,6 +29,10 @@ pub struct Manifest {
     /// The capabilities it keeps (`CAP_NET_RAW`, ...); every other one is dropped before it runs.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Device nodes it opens (`/dev/leaf*`: every node whose name starts so): given to its
+    /// group, read-write, before it runs; it runs as an unprivileged user.
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// A plugin to run: its id (an alias resolved), its directory and its manifest.

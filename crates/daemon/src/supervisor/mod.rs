@@ -7,13 +7,15 @@
 //! stop. Its parts:
 //!
 //! - [`manifest`]: bundled plugins' `plugin.json`, aliases resolved.
-//! - [`spawn`]: a child's process in its sandbox (pipes, capabilities, log lines).
+//! - [`identity`]: the unprivileged user each child runs as, its data directory and devices.
+//! - [`spawn`]: a child's process in its sandbox (pipes, user, capabilities, log lines).
 //! - [`restart`]: when an exited child starts again (a pure policy).
 //! - [`settings_store`]: settings files under `<state dir>/plugin-settings`.
 //! - [`registry`]: `plugins.list`, connect/disconnect notices, channels between plugins.
 //! - [`external`]: plugins on Unix sockets, with the seed's start/stop JSON.
 
 pub mod external;
+pub mod identity;
 pub mod manifest;
 pub mod registry;
 pub mod restart;
@@ -472,11 +474,13 @@ impl Supervisor {
     /// Spawns the child's process and its monitor. The status is `Starting` until it registers.
     fn spawn(self: &Arc<Self>, child: &Arc<Child>) -> Result<(), String> {
         let program = child.dir.join(&child.manifest.executable);
-        let data_dir = self
-            .config
-            .state_dir
-            .join("plugin-data")
-            .join(child.id.as_str());
+        let program_dir = program.parent().unwrap_or(&child.dir);
+        let identity = identity::prepare(
+            &self.config.state_dir.join("plugin-data"),
+            &child.id,
+            &[&child.dir, program_dir],
+            &child.manifest.devices,
+        )?;
         let spawn::Spawned {
             mut process,
             reader,
@@ -485,7 +489,8 @@ impl Supervisor {
             path: &program,
             dir: &child.dir,
             id: &child.id,
-            data_dir: &data_dir,
+            data_dir: &identity.data_dir,
+            ids: identity.ids,
             capabilities: &child.manifest.capabilities,
         })?;
         let generation = {
@@ -503,7 +508,11 @@ impl Supervisor {
             self.host_handler(child.clone(), generation),
         );
         child.lock().conn = Some(conn.clone());
-        tracing::info!(plugin = %child.id, "plugin {} spawned (pid {}), keeping capabilities: {}", child.id,
+        let user = identity.ids.map_or_else(
+            || "the daemon's user".to_owned(),
+            |ids| format!("uid {}", ids.uid),
+        );
+        tracing::info!(plugin = %child.id, "plugin {} spawned (pid {}) as {user}, keeping capabilities: {}", child.id,
             process.id().unwrap_or(0), if child.manifest.capabilities.is_empty() { "none".into() } else { child.manifest.capabilities.join(", ") });
         let supervisor = self.clone();
         let child = child.clone();

@@ -5,6 +5,7 @@
 //! Owns: those files (written atomically) and what a registration does to them. Must not touch:
 //! processes or connections; the supervisor sends `reconfigure` itself.
 
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::{collections::BTreeMap, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -67,8 +68,14 @@ impl SettingsStore {
     pub fn save(&self, id: &PluginId, stored: &StoredSettings) -> Result<(), String> {
         let path = self.path(id);
         let bytes = serde_json::to_vec_pretty(stored).expect("settings serialize");
-        path.parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+        // Only the daemon reads them: plugins run as other users (identity.rs).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            })
             .and_then(|()| crate::state::write_atomically(&path, &bytes))
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }

@@ -1,6 +1,8 @@
 //! Starting a child plugin's process in its sandbox: chunk pipes on fds 3 and 4, stdout and
-//! stderr piped into the daemon's log, every capability it did not declare dropped (bounding,
-//! inheritable and ambient sets), `no_new_privs`, and SIGKILL when the daemon dies.
+//! stderr piped into the daemon's log, its own unprivileged uid and gid with no supplementary
+//! groups (chosen by `identity`), only the capabilities it declared (kept across the change of
+//! user as ambient ones; every other one dropped from all sets), `no_new_privs`, and SIGKILL
+//! when the daemon dies.
 //!
 //! Owns: what happens between fork and exec, and the child's log lines. Must not touch: the
 //! child's status, restarts or connection (the supervisor's).
@@ -21,6 +23,8 @@ use tokio::{
 };
 use vxbus_sdk::{ENV_CHUNK_FDS, ENV_DATA_DIR, ENV_PLUGIN_ID};
 
+use super::identity::Ids;
+
 /// A child process, running, with the daemon's ends of its chunk pipes.
 pub struct Spawned {
     pub process: Child,
@@ -36,8 +40,10 @@ pub struct Program<'a> {
     /// Its working directory (the plugin's directory).
     pub dir: &'a Path,
     pub id: &'a str,
-    /// The directory it may write (`VXBUS_PLUGIN_DATA_DIR`), created if missing.
+    /// The directory it may write (`VXBUS_PLUGIN_DATA_DIR`), already made (identity.rs).
     pub data_dir: &'a Path,
+    /// The user and group it runs as; `None`: the daemon's own (the daemon is not root).
+    pub ids: Option<Ids>,
     /// The capabilities it keeps, by name (`CAP_NET_RAW`).
     pub capabilities: &'a [String],
 }
@@ -46,8 +52,16 @@ pub struct Program<'a> {
 /// line, tagged with its id.
 pub fn spawn(program: &Program) -> Result<Spawned, String> {
     let keep = capabilities(program.capabilities)?;
-    std::fs::create_dir_all(program.data_dir)
-        .map_err(|e| format!("creating {}: {e}", program.data_dir.display()))?;
+    let kept = CapMask::of(&keep);
+    let ids = program.ids;
+    if ids.is_some() {
+        let permitted = caps::read(None, caps::CapSet::Permitted).map_err(|e| e.to_string())?;
+        if let Some(missing) = keep.iter().find(|c| !permitted.contains(c)) {
+            return Err(format!(
+                "plugin.json asks for {missing}, which the daemon itself does not have"
+            ));
+        }
+    }
     // Two pipes: the child reads chunks on fd 3 and writes them on fd 4; its stdout and
     // stderr are only for logs.
     let (to_child_r, to_child_w) = pipe_pair()?;
@@ -55,6 +69,7 @@ pub fn spawn(program: &Program) -> Result<Spawned, String> {
     let (to_child_r, from_child_w) = (above_four(to_child_r)?, above_four(from_child_w)?);
     let (child_r, child_w) = (to_child_r.as_raw_fd(), from_child_w.as_raw_fd());
     let drop_caps = drop_list(&keep)?;
+    let parent = std::process::id() as i32;
     let mut command = tokio::process::Command::new(program.path);
     command
         .current_dir(program.dir)
@@ -65,16 +80,28 @@ pub fn spawn(program: &Program) -> Result<Spawned, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: only async-signal-safe calls (dup2, prctl, capset) between fork and exec; the
-    // lists they use were built before the fork.
+    // SAFETY: only async-signal-safe calls (dup2, prctl, setgroups, setresgid, setresuid,
+    // capset) between fork and exec; the lists they use were built before the fork.
     unsafe {
         command
             .as_std_mut()
-            .pre_exec(move || child_setup(child_r, child_w, &drop_caps));
+            .pre_exec(move || child_setup(child_r, child_w, &drop_caps, ids, &kept, parent));
     }
-    let mut process = command
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.path.display()))?;
+    // ETXTBSY: a program just written (an upgrade, a test) is still open for writing in a
+    // process forked elsewhere in the daemon that has not reached its exec yet; that passes
+    // within moments.
+    let mut tries = 0;
+    let mut process = loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => {
+                break other.map_err(|e| format!("cannot run {}: {e}", program.path.display()))?
+            }
+        }
+    };
     drop((to_child_r, from_child_w));
     let reader = pipe::Receiver::from_owned_fd(from_child_r).map_err(|e| e.to_string())?;
     let writer = pipe::Sender::from_owned_fd(to_child_w).map_err(|e| e.to_string())?;
@@ -203,8 +230,59 @@ fn drop_list(keep: &[caps::Capability]) -> Result<Vec<u32>, String> {
         .collect())
 }
 
+/// Capabilities as the kernel's capset takes them: a bit per capability, in two words.
+#[derive(Clone, Copy)]
+struct CapMask {
+    words: [u32; 2],
+    /// Each capability's number (for the ambient set, one call each), and how many.
+    numbers: [u8; 64],
+    count: usize,
+}
+
+impl CapMask {
+    fn of(caps: &[caps::Capability]) -> CapMask {
+        let mut mask = CapMask {
+            words: [0; 2],
+            numbers: [0; 64],
+            count: 0,
+        };
+        for cap in caps {
+            let n = cap.index();
+            if n < 64 && mask.words[usize::from(n / 32)] & (1 << (n % 32)) == 0 {
+                mask.words[usize::from(n / 32)] |= 1 << (n % 32);
+                mask.numbers[mask.count] = n;
+                mask.count += 1;
+            }
+        }
+        mask
+    }
+}
+
+/// `struct __user_cap_header_struct` and `__user_cap_data_struct` (linux/capability.h); the
+/// libc crate does not declare them.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
 /// Runs in the child between fork and exec.
-fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Result<()> {
+fn child_setup(
+    read_fd: i32,
+    write_fd: i32,
+    drop_caps: &[u32],
+    ids: Option<Ids>,
+    kept: &CapMask,
+    parent: i32,
+) -> std::io::Result<()> {
     use nix::libc;
     let check = |ret: libc::c_int| {
         if ret < 0 {
@@ -218,7 +296,6 @@ fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Resul
         // Both sources are above 4 (above_four), so neither dup2 overwrites the other's source.
         check(libc::dup2(read_fd, 3))?;
         check(libc::dup2(write_fd, 4))?;
-        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
         for &cap in drop_caps {
             // EINVAL: a capability this kernel does not have; nothing to drop.
             if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) < 0
@@ -234,10 +311,55 @@ fn child_setup(read_fd: i32, write_fd: i32, drop_caps: &[u32]) -> std::io::Resul
             0,
             0,
         ))?;
+        if let Some(ids) = ids {
+            // No supplementary group (root's would give access by group), then the group,
+            // then the user: keeping the permitted set across it only to narrow it next.
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setresgid(ids.gid, ids.gid, ids.gid))?;
+            check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+            check(libc::setresuid(ids.uid, ids.uid, ids.uid))?;
+            check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0))?;
+        }
+        if ids.is_some() {
+            // Exactly the declared capabilities, in every set; a program that is not root
+            // keeps them through exec only as ambient ones, which must be permitted and
+            // inheritable first.
+            let header = CapHeader {
+                version: CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let data = [0, 1].map(|word| CapData {
+                effective: kept.words[word],
+                permitted: kept.words[word],
+                inheritable: kept.words[word],
+            });
+            check(libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as libc::c_int)?;
+            for &cap in &kept.numbers[..kept.count] {
+                check(libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    libc::c_ulong::from(cap),
+                    0,
+                    0,
+                ))?;
+            }
+        }
         check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+        // Last: a change of user clears the parent-death signal. A daemon that died before
+        // this point is no longer our parent: then do not run at all.
+        check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        if libc::getppid() != parent {
+            return Err(std::io::Error::other(
+                "the daemon exited while the plugin started",
+            ));
+        }
     }
-    // Inheritable capabilities would survive exec for root; clear them.
-    caps::clear(None, caps::CapSet::Inheritable).map_err(|e| std::io::Error::other(e.to_string()))
+    if ids.is_none() {
+        // Inheritable capabilities would survive exec; clear them.
+        caps::clear(None, caps::CapSet::Inheritable)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

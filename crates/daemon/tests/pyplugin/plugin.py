@@ -7,7 +7,8 @@ ok (serve), refuse (answer with an error), hang (never answer), crash (answer, t
 (stop reading its pipe: what a stuck plugin does).
 Item `peer`: on start, open a channel to that plugin and send `ping`; a `ping` on a channel is
 answered `pong`. Its settings are `greeting` (a reconfigure to `refuse` is refused), or those
-in settings.json in its directory.
+in settings.json in its directory. With attacks.json in its directory, it first tries what a
+plugin must not be able to do and records what came of each.
 """
 import json
 import os
@@ -199,6 +200,40 @@ def reader():
 
 threading.Thread(target=reader, daemon=True).start()
 print("pyplugin %s starting (pid %d)" % (my_id, os.getpid()), file=sys.stderr, flush=True)
+
+
+def attack(kind, target):
+    """One thing a plugin must not be able to do to the daemon or other plugins: "ok" if it
+    could, else the error's name."""
+    import errno
+    import signal
+    import socket
+    try:
+        if kind == "write":
+            with open(target, "a") as f:
+                f.write("intruder was here\n")
+        elif kind == "read":
+            with open(target) as f:
+                f.read()
+        elif kind == "connect":
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(target)
+        elif kind == "rebind":
+            os.unlink(target)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.bind(target)
+        elif kind == "kill":
+            os.kill(int(target), signal.SIGKILL)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+
+
+# A test may give the plugin attacks to try (attacks.json beside it: [[kind, target], ...]).
+if os.path.exists("attacks.json"):
+    with open("attacks.json") as f:
+        record("attacks", results=[[k, t, attack(k, t)] for k, t in json.load(f)])
+
 registered = call("register", INFO)
 record("registered", settings=registered["settings"], pid=os.getpid(),
        status=open("/proc/self/status").read())
