@@ -71,6 +71,8 @@ pub async fn serve(
         .await
         .context("starting the network driver")?;
     let driver = Arc::new(driver);
+    // What other tools change underneath (`cangw -F`) is repaired within seconds.
+    driver.keep_healthy(crate::driver::HEAL_PERIOD);
     // Plugins of existing buses start again in the background: Docker must not wait for them.
     tokio::spawn({
         let driver = driver.clone();

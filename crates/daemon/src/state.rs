@@ -44,6 +44,10 @@ pub struct Network {
     pub host_device: Option<HostDevice>,
     /// By Docker's endpoint ID.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// Docker deleted it and vxbus's teardown failed half-way: finished at the next check (or
+    /// start), never brought back. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 /// The bus's interface on the host.
@@ -207,6 +211,7 @@ mod tests {
                 created: true,
             }),
             endpoints: BTreeMap::new(),
+            deleting: false,
         };
         network.endpoints.insert(
             "e1".into(),

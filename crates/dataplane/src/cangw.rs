@@ -306,8 +306,13 @@ impl GwError {
     }
 }
 
+/// How long one read or write on the can-gw socket may wait: the kernel answers at once, so a
+/// request that waits this long fails (EAGAIN) rather than holding its caller for ever.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A netlink connection to the kernel's CAN gateway. Requests block briefly (they are
-/// answered by the kernel at once); call them from a blocking context in async code.
+/// answered by the kernel at once, and each wait is bounded by [`REQUEST_TIMEOUT`]); async
+/// code uses [`SharedGw`], which runs them off the runtime's workers.
 pub struct CanGw {
     socket: Socket,
     sequence: u32,
@@ -315,9 +320,16 @@ pub struct CanGw {
 
 impl CanGw {
     pub fn open() -> io::Result<CanGw> {
+        use nix::sys::{socket::sockopt, time::TimeVal};
+        use std::os::fd::{AsRawFd as _, BorrowedFd};
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
+        // SAFETY: the descriptor is `socket`'s, open for as long as this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+        let timeout = TimeVal::new(REQUEST_TIMEOUT.as_secs() as _, 0);
+        nix::sys::socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
+        nix::sys::socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
         Ok(CanGw {
             socket,
             sequence: 0,
@@ -402,6 +414,43 @@ impl CanGw {
                 }
             }
         }
+    }
+}
+
+/// A [`CanGw`] for async code: each request (or batch of them, [`SharedGw::run`]) runs on
+/// tokio's blocking pool, one at a time, so a slow kernel answer never holds a runtime worker.
+#[derive(Clone)]
+pub struct SharedGw(std::sync::Arc<std::sync::Mutex<CanGw>>);
+
+impl SharedGw {
+    pub fn open() -> io::Result<SharedGw> {
+        Ok(SharedGw(std::sync::Arc::new(std::sync::Mutex::new(
+            CanGw::open()?,
+        ))))
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut CanGw) -> Result<T, GwError> + Send + 'static,
+    ) -> Result<T, GwError> {
+        let gw = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier batch leaves the socket as usable as before.
+            let mut gw = gw.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut gw)
+        })
+        .await
+        .unwrap_or_else(|joined| {
+            Err(GwError::Io {
+                op: "a can-gw request".into(),
+                source: io::Error::other(joined.to_string()),
+            })
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<RuleStats>, GwError> {
+        self.run(CanGw::list).await
     }
 }
 

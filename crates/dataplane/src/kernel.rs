@@ -11,7 +11,7 @@
 use std::{fmt, path::Path};
 
 use super::{
-    cangw::{CanGw, GwError},
+    cangw::{GwError, SharedGw},
     links::{LinkError, Links},
 };
 use crate::ifname::IfName;
@@ -49,7 +49,7 @@ pub enum CheckError {
 }
 
 /// Checks for vcan, vxcan and can-gw; `Err(CheckError::Missing)` names every one missing.
-pub async fn check(links: &Links, gw: &mut CanGw) -> Result<(), CheckError> {
+pub async fn check(links: &Links, gw: &SharedGw) -> Result<(), CheckError> {
     let mut missing = Vec::new();
     if !loaded("vcan") && !probe_vcan(links).await? {
         missing.push("vcan");
@@ -57,7 +57,7 @@ pub async fn check(links: &Links, gw: &mut CanGw) -> Result<(), CheckError> {
     if !loaded("vxcan") && !probe_vxcan(links).await? {
         missing.push("vxcan");
     }
-    match gw.list() {
+    match gw.list().await {
         Ok(_) => {}
         Err(GwError::NotLoaded { .. }) => missing.push("can-gw"),
         Err(other) => return Err(CheckError::Gateway(other)),

@@ -35,34 +35,50 @@ pub struct BusLinks {
 impl BusLinks {
     /// The rules that connect every link of the bus to every other, once.
     pub fn rules(&self) -> BTreeSet<Rule> {
-        let all: Vec<u32> = self.indexes().collect();
         let mut rules = BTreeSet::new();
-        for &src in &all {
-            for &dst in &all {
-                if src == dst {
-                    continue;
-                }
-                let echo = if Some(dst) == self.host_device {
-                    flags::ECHO
-                } else {
-                    0
-                };
-                let base = flags::IIF_TX_OK | echo;
-                rules.insert(Rule {
-                    src,
-                    dst,
-                    flags: base,
-                });
-                if self.fd {
-                    rules.insert(Rule {
-                        src,
-                        dst,
-                        flags: base | flags::CAN_FD,
-                    });
-                }
+        for src in self.indexes() {
+            for dst in self.indexes() {
+                self.link(src, dst, &mut rules);
             }
         }
         rules
+    }
+
+    /// The rules of the bus that have link `index` at one end: what a member that just joined
+    /// needs (its link is new, so no rule has it yet), without the rest of the mesh. Their
+    /// number grows with the bus's size, not with its square.
+    pub fn rules_of(&self, index: u32) -> BTreeSet<Rule> {
+        let mut rules = BTreeSet::new();
+        for other in self.indexes() {
+            self.link(index, other, &mut rules);
+            self.link(other, index, &mut rules);
+        }
+        rules
+    }
+
+    /// The rules from `src` to `dst` (none from a link to itself).
+    fn link(&self, src: u32, dst: u32, rules: &mut BTreeSet<Rule>) {
+        if src == dst {
+            return;
+        }
+        let echo = if Some(dst) == self.host_device {
+            flags::ECHO
+        } else {
+            0
+        };
+        let base = flags::IIF_TX_OK | echo;
+        rules.insert(Rule {
+            src,
+            dst,
+            flags: base,
+        });
+        if self.fd {
+            rules.insert(Rule {
+                src,
+                dst,
+                flags: base | flags::CAN_FD,
+            });
+        }
     }
 
     /// Every link index of the bus.
@@ -113,6 +129,25 @@ mod tests {
 
     fn rule(src: u32, dst: u32, flags: u16) -> Rule {
         Rule { src, dst, flags }
+    }
+
+    #[test]
+    fn a_members_rules_are_the_meshs_rules_that_name_it() {
+        for (fd, host_device) in [(false, None), (true, Some(9)), (false, Some(9))] {
+            let bus = BusLinks {
+                members: vec![2, 4, 6, 8],
+                host_device,
+                fd,
+            };
+            for index in bus.indexes() {
+                let named: BTreeSet<Rule> = bus
+                    .rules()
+                    .into_iter()
+                    .filter(|r| r.src == index || r.dst == index)
+                    .collect();
+                assert_eq!(bus.rules_of(index), named, "{bus:?} {index}");
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The network driver: what each Docker call means for the buses, applied to the kernel and
-//! recorded in the state file, in that order, with every partial change undone on failure.
+//! recorded in the state file, in that order, with every partial change undone on failure
+//! (DeleteNetwork's is finished instead: Docker forgets the network whatever the answer).
 //!
 //! Owns: the networks and endpoints vxbus made, the links and gateway rules that carry them, and
-//! keeping the state file and the kernel in agreement (at every call and, through
-//! [`Driver::start`], after a restart). Must not touch: Docker's wire format (the `docker` module
+//! keeping the state file and the kernel in agreement (at every call; through
+//! [`Driver::start`], after a restart; through [`Driver::keep_healthy`], every few seconds and
+//! after Docker's calls, against other tools). Must not touch: Docker's wire format (the `docker` module
 //! hands calls in), interfaces and rules it does not own.
 //!
 //! What vxbus owns in the kernel:
@@ -16,20 +18,25 @@
 //!
 //! All calls are serialized by one lock: Docker's calls are few and quick, and the lock makes
 //! each call's read-modify-write of the kernel and the state file atomic with respect to the others.
+//! can-gw requests (blocking netlink) run on tokio's blocking pool, each wait bounded; a
+//! joining member adds only its own rules (no dump of every rule), a leaving one takes its
+//! rules with its link: a call's cost grows with its bus's size, not with its square.
 //!
 //! Its parts: [`names`] (the links' names), [`host_device`] (a bus's host device), [`rules`]
-//! (the rules made to agree with each bus's mesh), [`reconcile`] (after a restart).
+//! (the rules made to agree with each bus's mesh), [`reconcile`] (after a restart, and the
+//! periodic check).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
+    time::Duration,
 };
 
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use vxbus_dataplane::{
-    cangw::{CanGw, GwError},
+    cangw::{GwError, SharedGw},
     ifname::IfName,
     kernel::{self, CheckError, Missing},
     links::{LinkError, Links},
@@ -130,10 +137,27 @@ pub struct JoinInfo {
     pub dst_prefix: String,
 }
 
+/// How often the driver checks the kernel against its state while it runs ([`Driver::keep_healthy`]).
+pub const HEAL_PERIOD: Duration = Duration::from_secs(2);
+/// After a Docker call, how long the check waits for more before it runs: a burst of calls
+/// (`docker compose up`) gets one check.
+const HEAL_AFTER_CALLS: Duration = Duration::from_millis(300);
+
+/// Wakes the check when dropped: at the end of a Docker call, however it ends.
+struct CheckAfter<'a>(&'a Notify);
+
+impl Drop for CheckAfter<'_> {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
 /// The driver. Cheap to share: every call takes the one lock.
 pub struct Driver {
     inner: Mutex<Inner>,
     plugins: Arc<Supervisor>,
+    /// Docker called: the kernel is checked soon.
+    called: Notify,
 }
 
 struct Inner {
@@ -143,7 +167,11 @@ struct Inner {
     creating: BTreeMap<String, Network>,
     file: StateFile,
     links: Links,
-    gw: CanGw,
+    gw: SharedGw,
+    /// Members' links found deleted by someone else, already reported (said once each).
+    reported_gone: BTreeSet<IfName>,
+    /// The last check's failure, already logged (a failure that repeats is said once).
+    heal_failure: Option<String>,
 }
 
 impl Driver {
@@ -152,7 +180,7 @@ impl Driver {
     /// fatal: the plugin must still enable so that `docker network create` can say what is wrong.
     pub async fn start(file: StateFile, plugins: Arc<Supervisor>) -> anyhow::Result<Driver> {
         let links = Links::connect().context("opening an rtnetlink connection")?;
-        let gw = CanGw::open().context("opening a netlink socket for can-gw")?;
+        let gw = SharedGw::open().context("opening a netlink socket for can-gw")?;
         let state = match file.load() {
             Ok(state) => state,
             Err(err) => {
@@ -170,8 +198,10 @@ impl Driver {
             file,
             links,
             gw,
+            reported_gone: BTreeSet::new(),
+            heal_failure: None,
         };
-        let kernel_ok = match kernel::check(&inner.links, &mut inner.gw).await {
+        let kernel_ok = match kernel::check(&inner.links, &inner.gw).await {
             Ok(()) => true,
             Err(CheckError::Missing(missing)) => {
                 tracing::error!("{missing}; until then `docker network create` fails");
@@ -183,7 +213,60 @@ impl Driver {
         Ok(Driver {
             inner: Mutex::new(inner),
             plugins,
+            called: Notify::new(),
         })
+    }
+
+    /// Checks the kernel against the state every `period`, and shortly after Docker's calls,
+    /// for as long as the process runs, repairing what other tools changed underneath (rules
+    /// flushed with `cangw -F`, a vcan vxbus made deleted) and logging what it repaired.
+    pub fn keep_healthy(self: &Arc<Self>, period: Duration) {
+        let driver = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = driver.called.notified() => tokio::time::sleep(HEAL_AFTER_CALLS).await,
+                }
+                driver.heal().await;
+                ticks.reset();
+            }
+        });
+    }
+
+    /// One check of [`Driver::keep_healthy`].
+    pub async fn heal(&self) {
+        let mut inner = self.inner.lock().await;
+        match inner.heal().await {
+            Ok(repairs) => {
+                if inner.heal_failure.take().is_some() {
+                    tracing::info!("the kernel's CAN buses can be checked again");
+                }
+                if repairs.rules_added + repairs.rules_removed > 0
+                    || !repairs.devices_made.is_empty()
+                {
+                    tracing::warn!(
+                        "repaired the buses: {} rule(s) added, {} removed{} (another tool                          changed what vxbus made: `cangw -F`?)",
+                        repairs.rules_added,
+                        repairs.rules_removed,
+                        if repairs.devices_made.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", host device(s) {} made again", repairs.devices_made.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                        }
+                    );
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                if inner.heal_failure.as_ref() != Some(&message) {
+                    tracing::error!("checking the buses in the kernel: {message}; tried again every {HEAL_PERIOD:?}");
+                    inner.heal_failure = Some(message);
+                }
+            }
+        }
     }
 
     /// The networks and endpoints as recorded, for `vxbus networks`.
@@ -200,6 +283,7 @@ impl Driver {
                 .state
                 .networks
                 .iter()
+                .filter(|(_, n)| !n.deleting)
                 .map(|(id, n)| (id.clone(), n.clone()))
                 .collect()
         };
@@ -233,6 +317,7 @@ impl Driver {
         id: &str,
         options: Option<&Map<String, Value>>,
     ) -> Result<(), BusError> {
+        let _check = CheckAfter(&self.called);
         let spec = BusSpec::from_options(options)?;
         let options = options.cloned().unwrap_or_default();
         // The plugin checks its options before anything exists (it may have to be spawned:
@@ -259,7 +344,7 @@ impl Driver {
             return Err(BusError::Conflict(format!("network {id} is being created")));
         }
         let inner = &mut *guard;
-        kernel::check(&inner.links, &mut inner.gw).await?;
+        kernel::check(&inner.links, &inner.gw).await?;
         // A plugin needs a host-side interface to open its CAN socket on: the host device, or
         // a vcan made for it.
         let host_name = match (&spec.host_device, &prepared) {
@@ -286,6 +371,7 @@ impl Driver {
             options,
             host_device: host_device.clone(),
             endpoints: BTreeMap::new(),
+            deleting: false,
         };
         // The plugin is told outside the lock: it may take up to the start timeout, and
         // Docker's calls for other networks must not wait for it. Meanwhile the network is
@@ -330,6 +416,7 @@ impl Driver {
     }
 
     pub async fn delete_network(&self, id: &str) -> Result<(), BusError> {
+        let _check = CheckAfter(&self.called);
         // The plugin first, while the bus it serves still exists; outside the lock, as it may
         // take up to the start timeout.
         let bus = {
@@ -348,29 +435,30 @@ impl Driver {
             self.plugins.stop(&bus).await;
         }
         let mut inner = self.inner.lock().await;
-        let Some(network) = inner.state.networks.get(id).cloned() else {
+        if !inner.state.networks.contains_key(id) {
             tracing::info!("network {id}: vxbus has no record of it; nothing to delete");
             return Ok(());
-        };
-        // The bus's own rules first: those between two of its links. A bridged host device
-        // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
-        let ours: BTreeSet<u32> = inner.links_of(id).await?.indexes().collect();
-        inner.remove_rules(|rule| ours.contains(&rule.src) && ours.contains(&rule.dst))?;
-        for (endpoint_id, endpoint) in &network.endpoints {
-            tracing::warn!(
-                "network {id} is deleted with endpoint {endpoint_id} still on it: removing it"
-            );
-            inner.remove_member(endpoint).await?;
         }
-        if let Some(host) = &network.host_device {
-            if host.created {
-                inner.delete_link_named(&host.name).await;
+        match inner.tear_down(id).await {
+            Ok(()) => {
+                tracing::info!("network {id} deleted");
+                Ok(())
+            }
+            Err(err) => {
+                // Docker forgets the network whatever the answer: vxbus finishes the job itself
+                // (and on a second DeleteNetwork, if one comes), after a restart too if the
+                // mark can be saved.
+                if let Some(network) = inner.state.networks.get_mut(id) {
+                    network.deleting = true;
+                }
+                let _ = inner.save();
+                tracing::error!(
+                    "network {id}: deleting it failed half-way: {err}; vxbus tries again every \
+                     {HEAL_PERIOD:?}"
+                );
+                Err(err)
             }
         }
-        inner.state.networks.remove(id);
-        inner.save()?;
-        tracing::info!("network {id} deleted");
-        Ok(())
     }
 
     pub async fn create_endpoint(
@@ -378,6 +466,7 @@ impl Driver {
         network_id: &str,
         endpoint_id: &str,
     ) -> Result<(), BusError> {
+        let _check = CheckAfter(&self.called);
         let (host_end, peer) = link_names(endpoint_id)?;
         let mut inner = self.inner.lock().await;
         let network = inner.network(network_id)?;
@@ -425,7 +514,7 @@ impl Driver {
                 .expect("checked above, under the lock")
                 .endpoints
                 .insert(endpoint_id.to_owned(), endpoint.clone());
-            inner.sync_bus(network_id).await?;
+            inner.connect_member(network_id, index).await?;
             inner.save()
         }
         .await;
@@ -449,6 +538,7 @@ impl Driver {
     }
 
     pub async fn join(&self, network_id: &str, endpoint_id: &str) -> Result<JoinInfo, BusError> {
+        let _check = CheckAfter(&self.called);
         let mut inner = self.inner.lock().await;
         let endpoint = inner.endpoint(network_id, endpoint_id)?.clone();
         let spec = inner.spec(network_id)?;
@@ -472,6 +562,7 @@ impl Driver {
     }
 
     pub async fn leave(&self, network_id: &str, endpoint_id: &str) -> Result<(), BusError> {
+        let _check = CheckAfter(&self.called);
         let mut inner = self.inner.lock().await;
         inner.set_joined(network_id, endpoint_id, false)?;
         // Docker moves the peer back to the host; DeleteEndpoint removes the pair.
@@ -484,6 +575,7 @@ impl Driver {
         network_id: &str,
         endpoint_id: &str,
     ) -> Result<(), BusError> {
+        let _check = CheckAfter(&self.called);
         let mut inner = self.inner.lock().await;
         let Some(endpoint) = inner
             .state
@@ -539,6 +631,37 @@ fn bus_of(id: &str, spec: &BusSpec, host_interface: &IfName, prepared: Prepared)
 }
 
 impl Inner {
+    /// Removes network `id` from the kernel and the state: its rules, its members' links, the
+    /// host device vxbus made. Each step skips what is already gone, so a pass that failed
+    /// half-way is finished by the next; the record goes last, once the rest has.
+    async fn tear_down(&mut self, id: &str) -> Result<(), BusError> {
+        let Some(network) = self.state.networks.get(id).cloned() else {
+            return Ok(());
+        };
+        // The bus's own rules first: those between two of its links. A bridged host device
+        // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
+        let ours: BTreeSet<u32> = self.links_of(id).await?.indexes().collect();
+        self.remove_rules(|rule| ours.contains(&rule.src) && ours.contains(&rule.dst))
+            .await?;
+        for (endpoint_id, endpoint) in &network.endpoints {
+            tracing::warn!(
+                "network {id} is deleted with endpoint {endpoint_id} still on it: removing it"
+            );
+            self.remove_member(endpoint).await?;
+        }
+        if let Some(host) = network.host_device.as_ref().filter(|host| host.created) {
+            if let Some(index) = self.links.index(&host.name).await? {
+                self.links.delete(index).await?;
+            }
+        }
+        self.state.networks.remove(id);
+        if let Err(err) = self.save() {
+            self.state.networks.insert(id.to_owned(), network);
+            return Err(err);
+        }
+        Ok(())
+    }
+
     /// Takes back the host device of a network that was not created: deleted if vxbus made
     /// it (a host device it found stays, as it is).
     async fn undo_host_device(&self, host_device: &Option<HostDevice>) {
@@ -620,7 +743,8 @@ impl Inner {
     /// Removes a member's rules and its vxcan pair (if the pair is still there).
     async fn remove_member(&mut self, endpoint: &Endpoint) -> Result<(), BusError> {
         if let Some(index) = self.links.index(&endpoint.host_end).await? {
-            self.remove_rules(|rule| rule.src == index || rule.dst == index)?;
+            // Deleting the link takes its rules with it (can-gw drops the rules of an
+            // interface that goes away): no dump of every rule per member.
             self.links.delete(index).await?;
         }
         Ok(())
