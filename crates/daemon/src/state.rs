@@ -72,6 +72,10 @@ pub struct Endpoint {
     /// out when it tears a sandbox down, and forgets the endpoint if the driver was away).
     #[serde(default)]
     pub joined: bool,
+    /// The interface name the container asked for (Docker 28's per-endpoint `ifname`), which
+    /// Join hands Docker as the name's prefix instead of the network's `device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<IfName>,
 }
 
 impl State {
@@ -219,6 +223,7 @@ mod tests {
                 host_end: "vxbh0123456789".parse().unwrap(),
                 peer: "vxbc0123456789".parse().unwrap(),
                 joined: true,
+                ifname: Some("gw_body".parse().unwrap()),
             },
         );
         state.networks.insert("n1".into(), network);
@@ -244,6 +249,27 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, [FILE_NAME]);
+    }
+
+    #[test]
+    fn an_endpoint_without_an_asked_name_reads_and_writes_as_before_the_field() {
+        let mut state = sample();
+        let endpoint = state
+            .networks
+            .get_mut("n1")
+            .unwrap()
+            .endpoints
+            .get_mut("e1")
+            .unwrap();
+        endpoint.ifname = None;
+        let text = serde_json::to_string(&state).unwrap();
+        assert!(!text.contains("ifname"), "{text}");
+        let read: State = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, state);
+        let named = serde_json::to_string(&sample()).unwrap();
+        assert!(named.contains(r#""ifname":"gw_body""#), "{named}");
+        let bad = named.replace(r#""ifname":"gw_body""#, r#""ifname":"a/b""#);
+        assert!(serde_json::from_str::<State>(&bad).is_err());
     }
 
     #[test]

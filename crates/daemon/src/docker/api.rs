@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use vxbus_dataplane::ifname::{self, IfName};
 
 /// Content type of every answer; Docker's plugin client sends it as `Accept`.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
@@ -28,6 +29,20 @@ pub enum Scope {
 pub struct CapabilitiesResponse {
     pub scope: Scope,
     pub connectivity_scope: Scope,
+    /// Asks engines that know the call (Docker 28 and later) to send GwAllocCheck before
+    /// CreateNetwork; older engines ignore the field.
+    pub gw_alloc_checker: bool,
+}
+
+/// Answer to `/NetworkDriver.GwAllocCheck`: whether Docker should reserve no gateway address in
+/// the network's IPv4 and IPv6 subnets.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GwAllocCheckResponse {
+    #[serde(rename = "SkipIPv4")]
+    pub skip_ipv4: bool,
+    #[serde(rename = "SkipIPv6")]
+    pub skip_ipv6: bool,
 }
 
 /// Every error answer: Docker shows `Err` to the user.
@@ -65,14 +80,54 @@ impl CreateNetworkRequest {
 }
 
 /// The IDs in the body of every endpoint call (CreateEndpoint, Join, Leave, DeleteEndpoint,
-/// EndpointOperInfo). Their other fields (Docker's IPAM addresses, the sandbox key, options)
-/// mean nothing to a CAN bus and are ignored.
+/// EndpointOperInfo). Their other fields (Docker's IPAM addresses, the sandbox key) mean nothing
+/// to a CAN bus and are ignored; CreateEndpoint's options are read by [`CreateEndpointRequest`].
 #[derive(Debug, Deserialize)]
 pub struct EndpointRequest {
     #[serde(rename = "NetworkID")]
     pub network_id: String,
     #[serde(rename = "EndpointID")]
     pub endpoint_id: String,
+}
+
+/// The endpoint option of Docker 28 and later that names the container's interface
+/// (`docker run --network name=N,driver-opt=com.docker.network.endpoint.ifname=NAME`, Compose
+/// `interface_name:`).
+pub const IFNAME_OPTION: &str = "com.docker.network.endpoint.ifname";
+
+/// Body of CreateEndpoint, beyond its IDs: the endpoint's options (Docker 28 puts a container's
+/// `driver-opt`s there, beside its own keys).
+#[derive(Debug, Deserialize)]
+pub struct CreateEndpointRequest {
+    #[serde(flatten)]
+    pub ids: EndpointRequest,
+    #[serde(rename = "Options", default)]
+    pub options: Option<Map<String, Value>>,
+}
+
+impl CreateEndpointRequest {
+    /// The interface name the container asked for, if it asked. Docker (28.5, and moby's
+    /// remote driver since) passes a plugin driver's Join only a prefix, to which it appends an
+    /// index, so the name must leave room for a digit: a value that is not a string, or not
+    /// such a name, is refused, naming the option.
+    pub fn interface_name(&self) -> Result<Option<IfName>, String> {
+        match self.options.as_ref().and_then(|o| o.get(IFNAME_OPTION)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(name)) if name.is_empty() => Ok(None),
+            Some(Value::String(name)) => ifname::check(name, ifname::MAX_LEN - 1)
+                .and_then(|()| name.parse())
+                .map(Some)
+                .map_err(|err| {
+                    format!(
+                        "endpoint option {IFNAME_OPTION} (interface_name): `{name}` cannot name \
+                         a CAN interface: {err} (Docker appends an index to it)"
+                    )
+                }),
+            Some(other) => Err(format!(
+                "endpoint option {IFNAME_OPTION} (interface_name) is `{other}`, not a string"
+            )),
+        }
+    }
 }
 
 /// The body of DeleteNetwork (and of the calls that name only a network).
@@ -88,7 +143,8 @@ pub struct NetworkRequest {
 pub struct EmptyResponse {}
 
 /// The interface Join hands Docker: Docker moves `SrcName` into the container's namespace and
-/// names it `DstPrefix` followed by the lowest free index.
+/// names it `DstPrefix` followed by the lowest free index. (The API has a `DstName` too, but the
+/// engine's remote driver passes it on as empty, up to Docker 28.5 at least.)
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InterfaceName {

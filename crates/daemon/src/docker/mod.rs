@@ -22,9 +22,10 @@ use axum::{
 use serde::{de::DeserializeOwned, Serialize};
 
 pub use api::{
-    ActivateResponse, CapabilitiesResponse, CreateNetworkRequest, EmptyResponse,
-    EndpointInfoResponse, EndpointRequest, ErrorResponse, InterfaceName, JoinResponse,
-    NetworkRequest, Scope, CONTENT_TYPE, GENERIC_OPTIONS,
+    ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateNetworkRequest,
+    EmptyResponse, EndpointInfoResponse, EndpointRequest, ErrorResponse, GwAllocCheckResponse,
+    InterfaceName, JoinResponse, NetworkRequest, Scope, CONTENT_TYPE, GENERIC_OPTIONS,
+    IFNAME_OPTION,
 };
 
 use crate::driver::{BusError, Driver};
@@ -99,8 +100,10 @@ fn ok<T: Serialize>(body: &T) -> Response {
     reply(StatusCode::OK, body)
 }
 
-/// Parses the body of `call`, which Docker sends without a Content-Type.
+/// Parses the body of `call`, which Docker sends without a Content-Type. The whole body is
+/// logged at debug level: what an engine version sends is the first question when it misbehaves.
 fn parse<T: DeserializeOwned>(call: &'static str, body: &Bytes) -> Result<T, DriverError> {
+    tracing::debug!("Docker sent {call}: {}", String::from_utf8_lossy(body));
     serde_json::from_slice(body).map_err(|err| DriverError::BadRequest {
         call,
         reason: err.to_string(),
@@ -123,6 +126,7 @@ pub fn router(driver: Arc<Driver>) -> Router {
     let mut router = Router::new()
         .route("/Plugin.Activate", post(activate))
         .route("/NetworkDriver.GetCapabilities", post(get_capabilities))
+        .route("/NetworkDriver.GwAllocCheck", post(gw_alloc_check))
         .route("/NetworkDriver.CreateNetwork", post(create_network))
         .route("/NetworkDriver.DeleteNetwork", post(delete_network))
         .route("/NetworkDriver.CreateEndpoint", post(create_endpoint))
@@ -154,6 +158,20 @@ async fn get_capabilities() -> Response {
     ok(&CapabilitiesResponse {
         scope: Scope::Local,
         connectivity_scope: Scope::Local,
+        gw_alloc_checker: true,
+    })
+}
+
+/// A CAN bus routes no IP, so no member is anyone's gateway: Docker 28 and later then reserve no
+/// gateway address for a vxbus network.
+async fn gw_alloc_check(body: Bytes) -> Response {
+    tracing::debug!(
+        "Docker sent GwAllocCheck: {}; a CAN bus needs no IP gateway",
+        String::from_utf8_lossy(&body)
+    );
+    ok(&GwAllocCheckResponse {
+        skip_ipv4: true,
+        skip_ipv6: true,
     })
 }
 
@@ -205,19 +223,28 @@ fn endpoint_request(
     body: &Bytes,
 ) -> Result<(EndpointRequest, String), DriverError> {
     let request: EndpointRequest = parse(call, body)?;
-    let subject = format!(
+    let subject = endpoint_subject(&request);
+    Ok((request, subject))
+}
+
+fn endpoint_subject(request: &EndpointRequest) -> String {
+    format!(
         "of endpoint {} on network {}",
         request.endpoint_id, request.network_id
-    );
-    Ok((request, subject))
+    )
 }
 
 async fn create_endpoint(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "CreateEndpoint";
-    let (request, subject) = endpoint_request(CALL, &body)?;
+    let request: CreateEndpointRequest = parse(CALL, &body)?;
+    let ifname = request.interface_name();
+    let ids = request.ids;
+    let subject = endpoint_subject(&ids);
+    let ifname =
+        ifname.map_err(|reason| logged(CALL, &subject, BusError::EndpointOption(reason).into()))?;
     to_the_end(async move {
         driver
-            .create_endpoint(&request.network_id, &request.endpoint_id)
+            .create_endpoint(&ids.network_id, &ids.endpoint_id, ifname)
             .await
     })
     .await
@@ -343,13 +370,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn capabilities_are_local_in_both_scopes() {
+    async fn capabilities_are_local_in_both_scopes_and_ask_for_the_gateway_check() {
         let (status, _, body) = post("/NetworkDriver.GetCapabilities", "null").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"Scope": "local", "ConnectivityScope": "local"})
+            json!({"Scope": "local", "ConnectivityScope": "local", "GwAllocChecker": true})
         );
+    }
+
+    #[tokio::test]
+    async fn no_gateway_address_is_reserved_on_a_can_bus() {
+        let request = r#"{"Options":{"com.docker.network.generic":{"device":"ecu"}}}"#;
+        let (status, _, body) = post("/NetworkDriver.GwAllocCheck", request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, json!({"SkipIPv4": true, "SkipIPv6": true}));
     }
 
     #[tokio::test]
@@ -423,6 +458,68 @@ mod tests {
                 "{call}: {err}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_bad_interface_name_is_refused_naming_the_option_before_anything_is_made() {
+        for (value, reason) in [
+            (r#""ecu/body""#, "contains '/'"),
+            (
+                r#""name_of_15_byte""#,
+                "15 bytes long, over the limit of 14",
+            ),
+            (r#""..""#, "`.` and `..` are not interface names"),
+            ("7", "is `7`, not a string"),
+        ] {
+            let body = format!(
+                r#"{{"NetworkID":"n1","EndpointID":"0123456789abcdef","Options":{{"{IFNAME_OPTION}":{value}}}}}"#
+            );
+            let (status, _, answer) = post("/NetworkDriver.CreateEndpoint", &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+            let err = answer["Err"].as_str().unwrap();
+            assert!(
+                err.starts_with(&format!("endpoint option {IFNAME_OPTION} (interface_name)")),
+                "{err}"
+            );
+            assert!(err.contains(reason), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_asked_interface_name_is_read_from_create_endpoint_and_becomes_the_prefix() {
+        let request: CreateEndpointRequest = serde_json::from_str(&format!(
+            r#"{{"NetworkID":"n1","EndpointID":"e1","Options":{{"{IFNAME_OPTION}":"gw_body","other":1}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(request.ids.endpoint_id, "e1");
+        assert_eq!(
+            request
+                .interface_name()
+                .unwrap()
+                .map(String::from)
+                .as_deref(),
+            Some("gw_body")
+        );
+        for body in [
+            r#"{"NetworkID":"n1","EndpointID":"e1"}"#,
+            r#"{"NetworkID":"n1","EndpointID":"e1","Options":null}"#,
+            r#"{"NetworkID":"n1","EndpointID":"e1","Options":{"com.docker.network.endpoint.ifname":""}}"#,
+        ] {
+            let request: CreateEndpointRequest = serde_json::from_str(body).unwrap();
+            assert_eq!(request.interface_name(), Ok(None), "{body}");
+        }
+        let join = serde_json::to_value(JoinResponse {
+            interface_name: InterfaceName {
+                src_name: "vxbc0123456789".into(),
+                dst_prefix: "gw_body".into(),
+            },
+            disable_gateway_service: true,
+        })
+        .unwrap();
+        assert_eq!(
+            join["InterfaceName"],
+            json!({"SrcName": "vxbc0123456789", "DstPrefix": "gw_body"})
+        );
     }
 
     #[tokio::test]

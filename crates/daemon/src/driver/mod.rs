@@ -82,6 +82,10 @@ pub enum BusError {
     /// resolve, not a failure of the host.
     #[error("{0}")]
     Conflict(String),
+    /// An endpoint option (a container's `driver-opt`, Compose's `interface_name`) is refused;
+    /// the message names it.
+    #[error("{0}")]
+    EndpointOption(String),
     /// Docker sent an ID vxbus cannot name links after.
     #[error("endpoint ID `{0}` is not the hex ID Docker gives endpoints")]
     BadEndpointId(String),
@@ -103,6 +107,7 @@ impl BusError {
                 BusError::Option(_)
                     | BusError::HostDevice { .. }
                     | BusError::BadEndpointId(_)
+                    | BusError::EndpointOption(_)
                     | BusError::Conflict(_)
             ),
         }
@@ -130,7 +135,8 @@ impl From<CheckError> for BusError {
     }
 }
 
-/// What Join tells Docker: the interface to move into the container and its name prefix.
+/// What Join tells Docker: the interface to move into the container and its name prefix (the
+/// name the container asked for, or the network's `device`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinInfo {
     pub src_name: IfName,
@@ -461,10 +467,14 @@ impl Driver {
         }
     }
 
+    /// Makes the endpoint's vxcan pair and connects it to the bus. `ifname` is the name the
+    /// container asked for (Docker 28's `com.docker.network.endpoint.ifname`), which Join hands
+    /// Docker as the prefix instead of the network's `device`.
     pub async fn create_endpoint(
         &self,
         network_id: &str,
         endpoint_id: &str,
+        ifname: Option<IfName>,
     ) -> Result<(), BusError> {
         let _check = CheckAfter(&self.called);
         let (host_end, peer) = link_names(endpoint_id)?;
@@ -504,6 +514,7 @@ impl Driver {
             host_end: host_end.clone(),
             peer: peer.clone(),
             joined: false,
+            ifname,
         };
         let joined = async {
             inner.links.set_up(index).await?;
@@ -550,14 +561,18 @@ impl Driver {
             .into());
         }
         inner.set_joined(network_id, endpoint_id, true)?;
+        let (prefix, whose) = match &endpoint.ifname {
+            Some(name) => (name.as_str(), "the name the container asked for"),
+            None => (spec.device.as_str(), "the network's device"),
+        };
         tracing::info!(
-            "endpoint {endpoint_id} joins: Docker moves {} into the container as {}<n>",
-            endpoint.peer,
-            spec.device.as_str()
+            "endpoint {endpoint_id} joins: Docker moves {} into the container as {prefix}<n> \
+             ({whose}, and an index Docker appends)",
+            endpoint.peer
         );
         Ok(JoinInfo {
-            src_name: endpoint.peer,
-            dst_prefix: spec.device.as_str().to_owned(),
+            src_name: endpoint.peer.clone(),
+            dst_prefix: prefix.to_owned(),
         })
     }
 
