@@ -2,6 +2,9 @@
 # shellcheck shell=bash
 VM_DIR=target/vm
 KERNEL_DIR=$VM_DIR/kernel
+# The newest engine's guest: a Debian unstable root (tests/vm/newroot) and Debian stable's kernel.
+NEW_ROOT=$VM_DIR/root-new
+NEW_KERNEL_DIR=$VM_DIR/kernel-new
 OUT_DIR=$VM_DIR/out
 TEST_IMAGE_TAR=$VM_DIR/testimage.tar
 # Paths of the compiled crates/*/tests/kernel_*.rs binaries, one a line, for scenario 15 to run in the VM.
@@ -20,9 +23,10 @@ find_vng() {
   return 1
 }
 
-# Prints the unpacked kernel's image path; fails if setup has not fetched one.
+# Prints the image path of the kernel unpacked under DIR (default: the 6.1 kernel's); fails if
+# setup has not fetched one.
 kernel_image() {
   local image
-  image=$(ls "$KERNEL_DIR"/boot/vmlinuz-* 2>/dev/null | head -n1)
+  image=$(ls "${1:-$KERNEL_DIR}"/boot/vmlinuz-* 2>/dev/null | head -n1)
   [[ -n $image ]] && echo "$image"
 }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What Docker 28 offers a network driver, on the newest engine. A container names its interface
+# on a bus (`driver-opt=com.docker.network.endpoint.ifname=NAME`): Docker passes a plugin driver
+# only a prefix and appends an index, so it gets NAME0 (docs/docker-facts.md). A name the kernel
+# would refuse (too long, a `/`) fails `docker run` naming it, leaving nothing. No gateway address
+# is reserved on a bus (GwAllocCheck), and `--ipv4=false` gives it no subnet and its members no
+# address.
+# engines: newest
+source "$(dirname "$0")/lib.sh"
+
+on_exit 'docker rm -f body-ecu gw-ecu bad-slash bad-long; docker network rm names gwcheck'
+ifname_opt=com.docker.network.endpoint.ifname
+
+docker version -f '{{.Server.Version}}' | grep -qE '^(2[89]|[3-9][0-9])\.' ||
+  fail "this scenario needs Docker 28 or later, not $(docker version -f '{{.Server.Version}}')"
+
+step "two containers on one bus, named body and gw_body by their own choice"
+docker network create -d "$PLUGIN" --ipv4=false -o device=can names >/dev/null
+docker run -d --name body-ecu --network "name=names,driver-opt=$ifname_opt=body" "$TEST_IMAGE" \
+  sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null &
+docker run -d --name gw-ecu --network "name=names,driver-opt=$ifname_opt=gw_body" "$TEST_IMAGE" \
+  sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null
+wait $! || fail "docker run body-ecu failed"
+expect_eq "$(container_links body-ecu)" "body0 lo" "body-ecu's interfaces"
+expect_eq "$(container_links gw-ecu)" "gw_body0 lo" "gw-ecu's interfaces"
+listeners gw:gw_body0:gw-ecu
+docker exec body-ecu sh -c "$(send_frames 10 2 body0)"
+expect_frames gw "$(frames 10 2)"
+ok "each container got the interface name it asked for, and the bus joins them"
+
+step "no IPv4 on a CAN bus: no gateway reserved by default; with --ipv4=false no subnet, address or route"
+docker network create -d "$PLUGIN" -o device=gw gwcheck >/dev/null
+expect_eq "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' gwcheck)" "" "the gateway of a default vxbus network"
+docker network rm gwcheck >/dev/null
+expect_eq "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' names)" "false null" "the --ipv4=false network's IPAM config"
+for c in body-ecu gw-ecu; do
+  expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -o -4 addr show scope global)" "" "IPv4 addresses in $c"
+  expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -4 route show)" "" "IPv4 routes in $c"
+done
+ok "the network has no IPv4 subnet and its members no address"
+
+step "a name the kernel refuses fails docker run, naming it, and leaves nothing"
+before=$(host_snapshot)
+for spec in "bad-slash ecu/body" "bad-long name_of_15_byte"; do
+  read -r container name <<<"$spec"
+  if out=$(docker run -d --name "$container" --network "name=names,driver-opt=$ifname_opt=$name" \
+    "$TEST_IMAGE" true 2>&1); then
+    fail "docker run with interface name $name succeeded"
+  fi
+  echo "docker run with interface name $name: $out"
+  expect_contains "$out" "$name" "the error of docker run with interface name $name"
+  docker rm -f "$container" >/dev/null 2>&1 || true
+done
+expect_eq "$(host_snapshot)" "$before" "links, rules and state after the refused names"
+ok "refused names leave no link, rule or state entry"
+
+step "cleanup leaves nothing"
+docker rm -f body-ecu gw-ecu >/dev/null
+docker network rm names >/dev/null
+expect_nothing_left "removing the bus"
