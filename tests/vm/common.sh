@@ -23,6 +23,24 @@ find_vng() {
   return 1
 }
 
+# unpack_kernel DEB DIR: unpacks Debian's kernel package DEB under DIR (replacing it), with its
+# modules under DIR/lib/modules (where depmod -b and vng look; kernels built for a merged /usr
+# ship them under usr/lib) and their index, and fails unless the modules vxbus needs are there.
+unpack_kernel() {
+  local deb=$1 dir=$2 version mod
+  rm -rf "$dir" && mkdir -p "$dir"
+  dpkg-deb -x "$deb" "$dir"
+  if [[ ! -d $dir/lib/modules && -d $dir/usr/lib/modules ]]; then
+    mkdir -p "$dir/lib" && mv "$dir/usr/lib/modules" "$dir/lib/"
+  fi
+  version=$(ls "$dir/lib/modules")
+  depmod -b "$dir" "$version"
+  for mod in vcan vxcan can-gw can-raw can-dev; do
+    modinfo -b "$dir" -k "$version" "$mod" >/dev/null ||
+      { echo "$(basename "$deb") has no $mod module" >&2; return 1; }
+  done
+}
+
 # Prints the image path of the kernel unpacked under DIR (default: the 6.1 kernel's); fails if
 # setup has not fetched one.
 kernel_image() {

@@ -22,8 +22,9 @@ pub enum BusType {
 
 /// The prefix of the bus's interface inside each container. Docker appends an index (`ecu` gives
 /// `ecu0`, then `ecu1` for a second vxbus network with the same prefix), so it is one byte shorter
-/// than an interface name can be: room for indexes 0 to 9.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// than an interface name can be: room for indexes 0 to 9. Serde goes through [`FromStr`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct DevicePrefix(String);
 
 /// The longest prefix that leaves room for a one-digit index.
@@ -41,6 +42,20 @@ impl FromStr for DevicePrefix {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ifname::check(s, DEVICE_PREFIX_MAX_LEN)?;
         Ok(DevicePrefix(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for DevicePrefix {
+    type Error = IfNameError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DevicePrefix> for String {
+    fn from(prefix: DevicePrefix) -> String {
+        prefix.0
     }
 }
 

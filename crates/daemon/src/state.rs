@@ -21,6 +21,8 @@ use serde_json::{Map, Value};
 
 use vxbus_dataplane::ifname::IfName;
 
+use crate::bus::DevicePrefix;
+
 /// The file's format version; a file with another is refused rather than misread.
 pub const FORMAT: u32 = 1;
 /// The file's name in the state directory.
@@ -75,7 +77,7 @@ pub struct Endpoint {
     /// The interface name the container asked for (Docker 28's per-endpoint `ifname`), which
     /// Join hands Docker as the name's prefix instead of the network's `device`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifname: Option<IfName>,
+    pub ifname: Option<DevicePrefix>,
 }
 
 impl State {

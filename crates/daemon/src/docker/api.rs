@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use vxbus_dataplane::ifname::{self, IfName};
+
+use crate::bus::DevicePrefix;
 
 /// Content type of every answer; Docker's plugin client sends it as `Accept`.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1.2+json";
@@ -108,21 +109,18 @@ pub struct CreateEndpointRequest {
 impl CreateEndpointRequest {
     /// The interface name the container asked for, if it asked. Docker (28.5, and moby's
     /// remote driver since) passes a plugin driver's Join only a prefix, to which it appends an
-    /// index, so the name must leave room for a digit: a value that is not a string, or not
-    /// such a name, is refused, naming the option.
-    pub fn interface_name(&self) -> Result<Option<IfName>, String> {
+    /// index, so the name is a [`DevicePrefix`], like a network's `device`: a value that is not
+    /// a string, or not such a name, is refused, naming the option.
+    pub fn interface_name(&self) -> Result<Option<DevicePrefix>, String> {
         match self.options.as_ref().and_then(|o| o.get(IFNAME_OPTION)) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(name)) if name.is_empty() => Ok(None),
-            Some(Value::String(name)) => ifname::check(name, ifname::MAX_LEN - 1)
-                .and_then(|()| name.parse())
-                .map(Some)
-                .map_err(|err| {
-                    format!(
-                        "endpoint option {IFNAME_OPTION} (interface_name): `{name}` cannot name \
-                         a CAN interface: {err} (Docker appends an index to it)"
-                    )
-                }),
+            Some(Value::String(name)) => name.parse().map(Some).map_err(|err| {
+                format!(
+                    "endpoint option {IFNAME_OPTION} (interface_name): `{name}` cannot name \
+                     a CAN interface: {err} (Docker appends an index to it)"
+                )
+            }),
             Some(other) => Err(format!(
                 "endpoint option {IFNAME_OPTION} (interface_name) is `{other}`, not a string"
             )),

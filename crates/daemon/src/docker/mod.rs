@@ -100,10 +100,15 @@ fn ok<T: Serialize>(body: &T) -> Response {
     reply(StatusCode::OK, body)
 }
 
-/// Parses the body of `call`, which Docker sends without a Content-Type. The whole body is
-/// logged at debug level: what an engine version sends is the first question when it misbehaves.
-fn parse<T: DeserializeOwned>(call: &'static str, body: &Bytes) -> Result<T, DriverError> {
+/// Logs the whole body of `call` at debug level: what an engine version sends is the first
+/// question when it misbehaves.
+fn log_body(call: &str, body: &Bytes) {
     tracing::debug!("Docker sent {call}: {}", String::from_utf8_lossy(body));
+}
+
+/// Parses the body of `call`, which Docker sends without a Content-Type (and logs it).
+fn parse<T: DeserializeOwned>(call: &'static str, body: &Bytes) -> Result<T, DriverError> {
+    log_body(call, body);
     serde_json::from_slice(body).map_err(|err| DriverError::BadRequest {
         call,
         reason: err.to_string(),
@@ -165,10 +170,7 @@ async fn get_capabilities() -> Response {
 /// A CAN bus routes no IP, so no member is anyone's gateway: Docker 28 and later then reserve no
 /// gateway address for a vxbus network.
 async fn gw_alloc_check(body: Bytes) -> Response {
-    tracing::debug!(
-        "Docker sent GwAllocCheck: {}; a CAN bus needs no IP gateway",
-        String::from_utf8_lossy(&body)
-    );
+    log_body("GwAllocCheck", &body);
     ok(&GwAllocCheckResponse {
         skip_ipv4: true,
         skip_ipv6: true,
@@ -237,11 +239,11 @@ fn endpoint_subject(request: &EndpointRequest) -> String {
 async fn create_endpoint(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
     const CALL: &str = "CreateEndpoint";
     let request: CreateEndpointRequest = parse(CALL, &body)?;
-    let ifname = request.interface_name();
+    let subject = endpoint_subject(&request.ids);
+    let ifname = request
+        .interface_name()
+        .map_err(|reason| logged(CALL, &subject, BusError::EndpointOption(reason).into()))?;
     let ids = request.ids;
-    let subject = endpoint_subject(&ids);
-    let ifname =
-        ifname.map_err(|reason| logged(CALL, &subject, BusError::EndpointOption(reason).into()))?;
     to_the_end(async move {
         driver
             .create_endpoint(&ids.network_id, &ids.endpoint_id, ifname)
@@ -315,7 +317,7 @@ async fn unknown_call(uri: Uri) -> DriverError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StateFile;
+    use crate::{bus::DevicePrefix, state::StateFile};
     use axum::{body::Body, http::Request};
     use http_body_util::BodyExt;
     use serde_json::{json, Value};
@@ -496,8 +498,8 @@ mod tests {
             request
                 .interface_name()
                 .unwrap()
-                .map(String::from)
-                .as_deref(),
+                .as_ref()
+                .map(DevicePrefix::as_str),
             Some("gw_body")
         );
         for body in [

@@ -44,7 +44,7 @@ use vxbus_dataplane::{
 use vxbus_sdk::Bus;
 
 use crate::{
-    bus::{BusSpec, OptionError},
+    bus::{BusSpec, DevicePrefix, OptionError},
     state::{Endpoint, HostDevice, Network, State, StateFile},
     supervisor::{PluginError, Prepared, Supervisor},
 };
@@ -474,7 +474,7 @@ impl Driver {
         &self,
         network_id: &str,
         endpoint_id: &str,
-        ifname: Option<IfName>,
+        ifname: Option<DevicePrefix>,
     ) -> Result<(), BusError> {
         let _check = CheckAfter(&self.called);
         let (host_end, peer) = link_names(endpoint_id)?;
@@ -571,8 +571,8 @@ impl Driver {
             endpoint.peer
         );
         Ok(JoinInfo {
-            src_name: endpoint.peer.clone(),
             dst_prefix: prefix.to_owned(),
+            src_name: endpoint.peer,
         })
     }
 
