@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The guest kernel has what vxbus builds on: vcan, vxcan pairs across network namespaces, and
 # can-gw rules (classic and CAN FD), and the test image's can-utils run in a container.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'ip link del smoke-vcan; ip link del smoke-vxa; cangw -F; docker rm -f smoke'

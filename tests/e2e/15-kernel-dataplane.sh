@@ -4,6 +4,7 @@
 # with vxbus's own netlink messages, send classic and FD frames across them, check each arrives
 # exactly once, remove everything, and report a missing can-gw module by name. Here a kernel
 # without CAN fails them instead of skipping.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 mapfile -t binaries <"$VXBUS_REPO/target/vm/kernel-tests.txt"

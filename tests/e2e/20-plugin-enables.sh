@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `docker plugin create` + `enable` from build/plugin (done by the harness) gives a running
 # daemon that logged its startup line and answers Docker's handshake on its socket.
+# engines: newest oldest
 source "$(dirname "$0")/lib.sh"
 
 step "the plugin is enabled and its daemon runs"

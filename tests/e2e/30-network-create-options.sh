@@ -3,6 +3,7 @@
 # option is refused with a message naming it, the value and what is allowed, leaving nothing
 # behind; valid definitions (RemotiveBus's, rustycan4docker's) create working buses unchanged;
 # an existing CAN interface is bridged and left in place; a non-CAN one is refused.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f opt-a opt-b; docker network rm optnet remotive rusty; ip link del mine'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `docker plugin disable` stops the daemon cleanly (SIGTERM, socket removed, exit 0), and
 # `docker plugin enable` brings it back.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit "docker plugin enable $PLUGIN"

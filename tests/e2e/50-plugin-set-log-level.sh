@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # VXBUS_LOG, changed with `docker plugin set` while the plugin is disabled, takes effect at the
 # next enable; a value that is not a log level stops the daemon with a message naming it.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 restore="docker plugin disable -f $PLUGIN; docker plugin set $PLUGIN VXBUS_LOG=info; docker plugin enable $PLUGIN"

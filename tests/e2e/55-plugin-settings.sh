@@ -7,6 +7,7 @@
 # socket in the new state directory and finds the plugin's socket in the new directory. With
 # 60 s, a plugin that never answers start holds up no other network: a network is created and
 # a container runs on it meanwhile.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 state=$(mktemp -d /tmp/vxbus-state.XXXX) sockets=$(mktemp -d /tmp/vxbus-plugins.XXXX)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A managed plugin whose config.json does not grant CAP_NET_ADMIN cannot be enabled, and
 # dockerd's log says why in the daemon's words (the capability and how to grant it).
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 nocap=vxbus-nocap:latest

@@ -2,6 +2,7 @@
 # A gateway ECU on two vxbus networks has two CAN interfaces and the buses stay separate; a
 # container joins and leaves a bus at run time (docker network connect / disconnect); a
 # container on a vxbus network and an IP (bridge) network has both, and still no docker_gwbridge.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f gw body-ecu chassis-ecu late; docker network rm body chassis ipnet'

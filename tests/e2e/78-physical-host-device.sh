@@ -7,6 +7,7 @@
 # process holds the terminal's other side: it records what the driver writes (the adapter's
 # ASCII protocol: `S6` sets 500 kbit/s, `O` opens the channel, `t12321122` is a frame) and
 # writes frames into it as an adapter would.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f phys-ecu; docker network rm phys; pkill -f slcan_attach; pkill -f slcan-adapter'

@@ -4,6 +4,7 @@
 # keeps working or comes back, new containers join, and vxbus's state matches the kernel.
 # What Docker re-sends (or not) after each is in docs/docker-facts.md; the log lines checked here are
 # how vxbus reports what it found.
+# engines: newest oldest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'

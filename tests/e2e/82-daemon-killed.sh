@@ -3,6 +3,7 @@
 # plugin. dockerd restarts the managed plugin; its state file (written atomically) matches the
 # kernel, so reconciliation changes nothing; the plugin's child, which died with the daemon, is
 # started again for the bus; the bus keeps carrying frames throughout and a new container joins.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 logs=/var/lib/vxbus/plugin-data/logger

@@ -8,6 +8,7 @@
 # is pushed by `make push` as VERSION-ARCH and latest-ARCH, and is installed from the registry
 # as users install it (`docker plugin install --alias`), which puts the engine back on the
 # plugin built here, with default settings.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 registry=127.0.0.1:5000

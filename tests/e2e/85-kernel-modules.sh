@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Without a kernel module a bus needs, the daemon's start log and `docker network create` name it
 # and the command that loads it; once loaded, the create works.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_exit 'modprobe -a vxcan can-gw; docker plugin enable "$PLUGIN"; docker network rm kbus'

@@ -2,6 +2,7 @@
 # A bundled plugin that keeps crashing: killed each time it comes back, the logger is restarted
 # after 0.5, 1, 2, 4 and 8 s, then marked failed; its bus keeps working without it (the network
 # is removed cleanly), and a new network naming it starts it again from a clean count.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 vxbus="$VXBUS_REPO/target/release/vxbus"

@@ -8,6 +8,7 @@
 # slave's answer back, a checksum error comes back as a status frame, a schedule table's headers
 # are sent in order and on time, and `docker network rm` leaves the channel closed. Bad LDFs,
 # tables and adapters fail the create with what is wrong.
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 standin_dir=/tmp/kvaser-standin

@@ -8,6 +8,15 @@
 # shellcheck shell=bash
 set -Eeuo pipefail
 
+# VXBUS_TRACE=1 (make e2e TRACE=1): every command the scenario runs, with the time it started, goes
+# to scenarios/NAME.trace; tests/vm/profile reads those and says where each scenario's time went.
+if [[ -n ${VXBUS_TRACE:-} ]]; then
+  exec {_trace_fd}>"$VXBUS_OUT/scenarios/${VXBUS_SCENARIO:-scenario}.trace"
+  BASH_XTRACEFD=$_trace_fd
+  PS4='+ $EPOCHREALTIME ${BASH_SOURCE[0]##*/}:$LINENO '
+  set -x
+fi
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "--- $*"; }
 ok() { echo "ok: $*"; }
@@ -151,13 +160,20 @@ listeners() {
     wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
   done
 }
-# heard NAME: once listener NAME has had no frame for 3 s (and at least 1 s after this call, for
-# frames still on their way), stops it and prints the frames it got (ID#DATA), in order. Call it
-# after the sender is done; listeners collected one after another share their quiet time.
+# heard NAME [COUNT]: stops listener NAME and prints the frames it got (ID#DATA), in order. Call
+# it after the sender is done. Without COUNT it waits until no frame has come for 3 s (and at least
+# 1 s); with COUNT, until COUNT frames came (or none for 3 s), then 0.5 s more for any frame too
+# many: a duplicate from a loop follows its original within milliseconds. Listeners collected one
+# after another share their quiet time.
 heard() {
-  local file=$_dumps/$1
-  sleep 1
-  while (($(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.5; done
+  local file=$_dumps/$1 want=${2:-0}
+  if ((want > 0)); then
+    while (($(grep -c . "$file") < want && $(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.2; done
+    sleep 0.5
+  else
+    sleep 1
+    while (($(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.5; done
+  fi
   pkill -f -- "$(cat "$file.tag")" || true
   wait_until 30 "candump ($1) to end" test -e "$file.done"
   awk '{print $3}' "$file"
@@ -166,7 +182,7 @@ heard() {
 # once, in this order, data intact.
 expect_frames() {
   local got
-  got=$(heard "$1")
+  got=$(heard "$1" "$(grep -c . <<<"$2")")
   if [[ $got != "$2" ]]; then
     echo "candump ($1) printed:" >&2
     head -20 "$_dumps/$1" >&2
@@ -202,9 +218,7 @@ install_lin_ldf() {
 vxbus_links() { ip -o link show | grep -oE 'vxb[hcn][0-9a-f]{10}' | sort -u || true; } # vxcan ends, plugin vcans
 gw_rules() { cangw -L 2>/dev/null | grep '^cangw -A' || true; } # can-utils 2020.11 exits non-zero
 state_summary() { # networks and endpoints in vxbus's state file
-  python3 -c 'import json, sys
-s = json.load(open(sys.argv[1]))
-print(len(s["networks"]), "network(s),", sum(len(n["endpoints"]) for n in s["networks"].values()), "endpoint(s)")' \
+  jq -r '"\(.networks | length) network(s), \([.networks[].endpoints | length] | add // 0) endpoint(s)"' \
     /var/lib/vxbus/state.json
 }
 expect_nothing_left() { # WHAT: no vxcan pairs, gateway rules or state entries of vxbus remain
