@@ -6,7 +6,8 @@
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f opt-a opt-b; docker network rm optnet remotive rusty; ip link del mine'
+on_failure 'docker rm -f opt-a opt-b; docker network rm optnet remotive rusty'
+on_exit 'ip link del mine'
 
 create_fails_with() { # EXPECTED -o OPTION...: the create fails, Docker shows EXPECTED
   local expected=$1 out before

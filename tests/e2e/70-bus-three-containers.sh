@@ -9,7 +9,7 @@
 # engines: newest oldest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f ecu-a ecu-b ecu-c; docker network rm canbus'
+on_failure 'docker rm -f ecu-a ecu-b ecu-c; docker network rm canbus'
 
 step "create the network (default IPAM) with a host device"
 docker network create -d "$PLUGIN" -o device=ecu -o host_device=hbus canbus >/dev/null

@@ -5,7 +5,7 @@
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f gw body-ecu chassis-ecu late; docker network rm body chassis ipnet'
+on_failure 'docker rm -f gw body-ecu chassis-ecu late; docker network rm body chassis ipnet'
 
 step "two buses, a gateway on both, one ECU on each"
 docker network create -d "$PLUGIN" -o device=body body >/dev/null

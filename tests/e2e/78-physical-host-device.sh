@@ -10,7 +10,8 @@
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f phys-ecu; docker network rm phys; pkill -f slcan_attach; pkill -f slcan-adapter'
+on_exit 'pkill -f slcan_attach; pkill -f slcan-adapter'
+on_failure 'docker rm -f phys-ecu; docker network rm phys'
 modprobe slcan || fail "the guest kernel has no slcan module"
 
 step "a serial CAN adapter on a pseudo-terminal, attached as can0 by the slcan driver"

@@ -7,7 +7,7 @@
 # engines: newest oldest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
+on_failure 'docker rm -f r-a r-b r-c r-d; docker network rm rbus'
 on_exit 'rm -f /var/lib/vxbus/state.json.unreadable*'
 
 # bus_carries SENDER RECEIVER...: 5 classic and 1 FD frame from SENDER reach every RECEIVER's can0

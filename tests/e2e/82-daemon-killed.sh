@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 
 logs=/var/lib/vxbus/plugin-data/logger
-on_exit 'docker rm -f k-a k-b k-c; docker network rm kbus'
+on_failure 'docker rm -f k-a k-b k-c; docker network rm kbus'
 
 docker network create -d "$PLUGIN" -o device=can -o host_device=khost \
   -o plugin.driver=logger -o plugin.file=killed kbus >/dev/null

@@ -4,7 +4,8 @@
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'modprobe -a vxcan can-gw; docker plugin enable "$PLUGIN"; docker network rm kbus'
+on_exit 'modprobe -a vxcan can-gw'
+on_failure 'docker plugin enable "$PLUGIN"; docker network rm kbus'
 
 step "unload can-gw and vxcan (no bus exists, so nothing uses them)"
 docker plugin disable -f "$PLUGIN" >/dev/null

@@ -11,7 +11,8 @@ source "$(dirname "$0")/lib.sh"
 logs=/var/lib/vxbus/plugin-data/logger
 sockets=/run/vxbus/plugins
 ext="$VXBUS_REPO/tests/e2e/ext-plugin.py"
-on_exit "docker rm -f log-a log-b; docker network rm logged remotive; pkill -f ext-plugin.py; rm -f $sockets/ext $sockets/mute"
+on_exit "pkill -f ext-plugin.py; rm -f $sockets/ext $sockets/mute"
+on_failure "docker rm -f log-a log-b; docker network rm logged remotive"
 
 log_ends_with() { [[ $(tail -n "$1" "$logs/body.log" | awk '{print $3}') == "$2" ]]; } # N FRAMES
 

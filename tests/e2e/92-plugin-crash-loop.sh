@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 vxbus="$VXBUS_REPO/target/release/vxbus"
-on_exit "docker network rm crashy revived"
+on_failure "docker network rm crashy revived"
 
 step "a bus served by the logger"
 mark=$(log_mark)

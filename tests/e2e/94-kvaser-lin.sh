@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 standin_dir=/tmp/kvaser-standin
 record=/var/lib/vxbus/plugin-data/kvaser-lin/standin.log # the plugin's own directory: it runs as its own user
 on_exit "docker plugin disable -f $PLUGIN >/dev/null; docker plugin set $PLUGIN kvaser.source=/usr/lib kvaser0.path=/dev/null; docker plugin enable $PLUGIN >/dev/null; rm -rf $standin_dir $record"
-on_exit "docker rm -f lin-a lin-b; docker network rm simbus simslave linbus slavebus schedbus"
+on_failure "docker rm -f lin-a lin-b; docker network rm simbus simslave linbus slavebus schedbus"
 install_lin_ldf
 kvaser_pid() { pgrep -f "^/usr/bin/vxbus-kvaser-lin"; } # (its name is longer than pgrep -x sees)
 calls() { grep -E " $1 " "$record" || true; } # FUNCTION: the stand-in's record lines of FUNCTION

@@ -4,11 +4,12 @@
 # only a prefix and appends an index, so it gets NAME0 (docs/docker-facts.md). A name the kernel
 # would refuse (too long, a `/`) fails `docker run` naming it, leaving nothing. No gateway address
 # is reserved on a bus (GwAllocCheck), and `--ipv4=false` gives it no subnet and its members no
-# address.
+# address. A container on a bus and a bridge has the bridge's default route, whichever it joined
+# first.
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_exit 'docker rm -f body-ecu gw-ecu bad-slash bad-long; docker network rm names gwcheck'
+on_failure 'docker rm -f body-ecu gw-ecu bad-slash bad-long bus-first bridge-first; docker network rm names gwcheck ipnet'
 ifname_opt=com.docker.network.endpoint.ifname
 
 docker version -f '{{.Server.Version}}' | grep -qE '^(2[89]|[3-9][0-9])\.' ||
@@ -31,13 +32,34 @@ ok "each container got the interface name it asked for, and the bus joins them"
 step "no IPv4 on a CAN bus: no gateway reserved by default; with --ipv4=false no subnet, address or route"
 docker network create -d "$PLUGIN" -o device=gw gwcheck >/dev/null
 expect_eq "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' gwcheck)" "" "the gateway of a default vxbus network"
-docker network rm gwcheck >/dev/null
 expect_eq "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' names)" "false null" "the --ipv4=false network's IPAM config"
 for c in body-ecu gw-ecu; do
   expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -o -4 addr show scope global)" "" "IPv4 addresses in $c"
   expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -4 route show)" "" "IPv4 routes in $c"
 done
 ok "the network has no IPv4 subnet and its members no address"
+
+step "a container on a bus (IPv4 on) and a bridge: its one default route is the bridge's, in either attach order"
+docker network create ipnet >/dev/null
+bridge_gw=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' ipnet)
+run_containers gwcheck bus-first &
+run_containers ipnet bridge-first
+wait $! || fail "docker run bus-first failed"
+docker network connect ipnet bus-first &
+docker network connect gwcheck bridge-first
+wait $! || fail "docker network connect ipnet bus-first failed"
+known_pids bus-first bridge-first
+for c in bus-first bridge-first; do
+  routes=$(nsenter -t "$(container_pid "$c")" -n ip -4 route show default)
+  echo "$c: $routes"
+  read -r _ _ via _ dev _ <<<"$routes"
+  expect_eq "$(grep -c . <<<"$routes") $via" "1 $bridge_gw" "default routes in $c (count and gateway)"
+  expect_eq "$(container_links "$c" | grep -o 'gw0')" "gw0" "$c's interface on the bus"
+  expect_not_contains "$dev" "gw" "the default route's interface in $c"
+done
+docker rm -f bus-first bridge-first >/dev/null
+docker network rm gwcheck ipnet >/dev/null
+ok "the bus offers no gateway: the bridge's is the default route whichever network came first"
 
 step "a name the kernel refuses fails docker run, naming it, and leaves nothing"
 before=$(host_snapshot)

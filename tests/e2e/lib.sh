@@ -4,7 +4,8 @@
 #   PLUGIN (the managed plugin's full name, vxbus:latest: `-d` needs the tag), TEST_IMAGE (busybox + can-utils),
 #   VXBUS_OUT (the logs directory; dockerd.log holds the plugin's output), VXBUS_REPO.
 # It must leave the engine as it found it (the plugin enabled, no containers or networks);
-# register cleanups with on_exit. The harness restores that state anyway and says so in its log.
+# register cleanups with on_exit (or on_failure). The harness restores that state anyway and says
+# so in its log.
 # shellcheck shell=bash
 set -Eeuo pipefail
 
@@ -21,11 +22,18 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { echo "--- $*"; }
 ok() { echo "ok: $*"; }
 
+# Cleanups run at exit, last registered first. on_exit's always run; on_failure's only when the
+# scenario failed: for what its own last steps remove when it passes (containers, networks),
+# since each docker call takes a second under emulation and the harness checks for leftovers.
 _cleanups=()
-on_exit() { _cleanups+=("$*"); } # runs at exit, last registered first
+on_exit() { _cleanups+=("always $*"); }
+on_failure() { _cleanups+=("failed $*"); }
 _run_cleanups() {
-  local i
-  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" >/dev/null 2>&1 || true; done
+  local rc=$? i
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+    [[ ${_cleanups[i]} == always* || $rc != 0 ]] || continue
+    eval "${_cleanups[i]#* }" >/dev/null 2>&1 || true
+  done
 }
 trap _run_cleanups EXIT
 # A command that fails outside the expect_* helpers ends the scenario (set -e): say which, and where.
@@ -87,7 +95,34 @@ can_listener_on() { # IFACE [PID]
   [[ -z $pid ]] || read=(nsenter -t "$pid" -n "${read[@]}")
   "${read[@]}" | grep -Eq "^[[:space:]]+$iface[[:space:]]+[0-9A-Fa-f]+[[:space:]]"
 }
-container_pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
+# container_pid CONTAINER: its PID 1 as the host sees it. Looked up once per container (a docker
+# inspect takes a second under emulation) and kept with the process's start time, which tells a
+# PID that still belongs to it from one its restart left behind. known_pids CONTAINER... looks up
+# every one not kept yet in a single docker inspect.
+_pids=$(mktemp -d)
+_start_time() { # PID: the process's start time (field 22 of its stat; the name before it may hold spaces)
+  local stat fields
+  stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+  read -r -a fields <<<"${stat##*) }"
+  echo "${fields[19]}"
+}
+_kept_pid() { # CONTAINER: prints the kept PID if it is still the container's process
+  local pid start
+  read -r pid start 2>/dev/null <"$_pids/$1" || return 1
+  [[ $(_start_time "$pid") == "$start" ]] && echo "$pid"
+}
+known_pids() {
+  local c name pid unknown=()
+  for c in "$@"; do _kept_pid "$c" >/dev/null || unknown+=("$c"); done
+  ((${#unknown[@]})) || return 0
+  while read -r name pid; do
+    [[ $pid =~ ^[1-9][0-9]*$ ]] || fail "container ${name#/} has no running process (PID '$pid')"
+    echo "$pid $(_start_time "$pid")" >"$_pids/${name#/}"
+  done < <(docker inspect -f '{{.Name}} {{.State.Pid}}' "${unknown[@]}")
+}
+container_pid() {
+  _kept_pid "$1" || { known_pids "$1" && _kept_pid "$1"; } || fail "no PID for container $1"
+}
 # run_containers NETWORK NAME... [-- DOCKER-RUN-OPTION...]: starts a test container per NAME on
 # NETWORK, all at once (each `docker run` takes seconds under emulation, mostly waiting), and
 # returns when all run; fails naming any that did not start.
@@ -152,7 +187,12 @@ listeners() {
     { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
     waits+=("$name $iface $container")
   done
-  local bound
+  local bound containers=()
+  for spec in "${waits[@]}"; do
+    read -r name iface container <<<"$spec"
+    [[ -z $container ]] || containers+=("$container")
+  done
+  ((${#containers[@]} == 0)) || known_pids "${containers[@]}"
   for spec in "${waits[@]}"; do
     read -r name iface container <<<"$spec"
     pid="" bound=20
