@@ -79,16 +79,17 @@ push: ## push $(PLUGIN_DIR) as $(PLUGIN):$(TAG) and each of $(ALSO_TAGS) (after 
 # Globs in SCENARIOS reach tests/e2e/select unexpanded (set -f). TRACE=1 traces every command of
 # each scenario and prints where their time went (tests/vm/profile).
 e2e: deps plugin-dir ## the end-to-end scenarios in a VM with a CAN kernel and Docker, on each ENGINE (SCENARIOS=... to pick)
-	@set -f; failed=""; for engine in $(ENGINE); do \
+	@set -f; failed="" booted=""; for engine in $(ENGINE); do \
 	  list=$$(tests/e2e/select $$engine $(SCENARIOS)) || exit 2; \
 	  if [[ -z $$list ]]; then \
 	    echo "make e2e: no scenario of '$(SCENARIOS)' runs on the $$engine engine; not booted"; continue; \
 	  fi; \
-	  start=$$(date +%s); \
+	  start=$$(date +%s) booted=yes; \
 	  VXBUS_ENGINE=$$engine VXBUS_TRACE=$(TRACE) tests/vm/run e2e $(SCENARIOS) || failed="$$failed $$engine"; \
-	  [[ -z "$(TRACE)" ]] || tests/vm/profile target/vm/out/$$engine; \
+	  [[ -z "$(TRACE)" ]] || tests/vm/profile target/vm/out/$$engine || echo "make e2e: no profile of the $$engine engine's run" >&2; \
 	  echo "make e2e: the $$engine engine's run took $$(($$(date +%s) - start)) s"; \
 	done; \
+	[[ -n $$booted ]] || { echo "make e2e: no scenario matches '$(SCENARIOS)' on any of: $(ENGINE)" >&2; exit 1; }; \
 	[[ -z $$failed ]] || { echo "make e2e: FAILED on:$$failed" >&2; exit 1; }
 
 test: ## everything a fresh machine needs to prove vxbus: prerequisites, unit tests, e2e in the VM

@@ -5,11 +5,12 @@
 # would refuse (too long, a `/`) fails `docker run` naming it, leaving nothing. No gateway address
 # is reserved on a bus (GwAllocCheck), and `--ipv4=false` gives it no subnet and its members no
 # address. A container on a bus and a bridge has the bridge's default route, whichever it joined
-# first.
+# first. With `default-network-opts` in daemon.json (Docker's per-driver defaults), every new bus
+# gets no IPv4 without an option per network.
 # engines: newest
 source "$(dirname "$0")/lib.sh"
 
-on_failure 'docker rm -f body-ecu gw-ecu bad-slash bad-long bus-first bridge-first; docker network rm names gwcheck ipnet'
+on_failure 'docker rm -f body-ecu gw-ecu bad-slash bad-long bus-first bridge-first quiet; docker network rm names gwcheck ipnet plain withv4'
 ifname_opt=com.docker.network.endpoint.ifname
 
 docker version -f '{{.Server.Version}}' | grep -qE '^(2[89]|[3-9][0-9])\.' ||
@@ -80,3 +81,27 @@ step "cleanup leaves nothing"
 docker rm -f body-ecu gw-ecu >/dev/null
 docker network rm names >/dev/null
 expect_nothing_left "removing the bus"
+
+step "no IPv4 on any new bus without per-network options: one setting in daemon.json (default-network-opts)"
+# Docker passes the setting to the driver among its options too; vxbus lets Docker's own pass.
+[[ ! -e /etc/docker/daemon.json ]] || fail "/etc/docker/daemon.json exists already: $(cat /etc/docker/daemon.json)"
+on_failure 'restart_dockerd'
+on_exit 'rm -f /etc/docker/daemon.json'
+mkdir -p /etc/docker
+printf '{"default-network-opts": {"%s": {"com.docker.network.enable_ipv4": "false"}}}\n' "$PLUGIN" >/etc/docker/daemon.json
+cat /etc/docker/daemon.json
+restart_dockerd
+wait_until 60 "the plugin enabled after the restart" plugin_enabled
+docker network create -d "$PLUGIN" -o device=plain plain >/dev/null
+docker network create -d "$PLUGIN" -o device=v4 --ipv4=true withv4 >/dev/null
+expect_eq "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' plain)" "false null" "a bus created with no option"
+expect_contains "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' withv4)" "true [{" "a bus created with --ipv4=true"
+run_containers plain quiet
+expect_eq "$(nsenter -t "$(container_pid quiet)" -n ip -o -4 addr show scope global)" "" "IPv4 addresses in a container on it"
+docker rm -f quiet >/dev/null
+docker network rm plain withv4 >/dev/null
+rm /etc/docker/daemon.json
+restart_dockerd
+wait_until 60 "the plugin enabled after the restart" plugin_enabled
+expect_nothing_left "the buses made under default-network-opts"
+ok "with default-network-opts a bus gets no IPv4 unless asked (--ipv4=true)"

@@ -11,7 +11,7 @@ set -Eeuo pipefail
 
 # VXBUS_TRACE=1 (make e2e TRACE=1): every command the scenario runs, with the time it started, goes
 # to scenarios/NAME.trace; tests/vm/profile reads those and says where each scenario's time went.
-if [[ -n ${VXBUS_TRACE:-} ]]; then
+if [[ ${VXBUS_TRACE:-0} != 0 ]]; then
   exec {_trace_fd}>"$VXBUS_OUT/scenarios/${VXBUS_SCENARIO:-scenario}.trace"
   BASH_XTRACEFD=$_trace_fd
   PS4='+ $EPOCHREALTIME ${BASH_SOURCE[0]##*/}:$LINENO '
@@ -36,6 +36,9 @@ _run_cleanups() {
   done
 }
 trap _run_cleanups EXIT
+# The harness's timeout sends SIGTERM: exit with a failing status, so on_failure's cleanups run.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 # A command that fails outside the expect_* helpers ends the scenario (set -e): say which, and where.
 trap 'echo "FAIL: \`$BASH_COMMAND\` exited $? (${BASH_SOURCE[0]##*/} line $LINENO)" >&2' ERR
 
@@ -102,22 +105,23 @@ can_listener_on() { # IFACE [PID]
 _pids=$(mktemp -d)
 _start_time() { # PID: the process's start time (field 22 of its stat; the name before it may hold spaces)
   local stat fields
-  stat=$(<"/proc/$1/stat") 2>/dev/null || return 1
+  { stat=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
   read -r -a fields <<<"${stat##*) }"
   echo "${fields[19]}"
 }
 _kept_pid() { # CONTAINER: prints the kept PID if it is still the container's process
   local pid start
   read -r pid start 2>/dev/null <"$_pids/$1" || return 1
-  [[ $(_start_time "$pid") == "$start" ]] && echo "$pid"
+  [[ -n $start && $(_start_time "$pid") == "$start" ]] && echo "$pid"
 }
-known_pids() {
-  local c name pid unknown=()
+known_pids() { # CONTAINER... (by name)
+  local c name pid start unknown=()
   for c in "$@"; do _kept_pid "$c" >/dev/null || unknown+=("$c"); done
   ((${#unknown[@]})) || return 0
   while read -r name pid; do
-    [[ $pid =~ ^[1-9][0-9]*$ ]] || fail "container ${name#/} has no running process (PID '$pid')"
-    echo "$pid $(_start_time "$pid")" >"$_pids/${name#/}"
+    [[ $pid =~ ^[1-9][0-9]*$ ]] && start=$(_start_time "$pid") ||
+      fail "container ${name#/} has no running process (PID '$pid')"
+    echo "$pid $start" >"$_pids/${name#/}"
   done < <(docker inspect -f '{{.Name}} {{.State.Pid}}' "${unknown[@]}")
 }
 container_pid() {
@@ -202,13 +206,16 @@ listeners() {
 }
 # heard NAME [COUNT]: stops listener NAME and prints the frames it got (ID#DATA), in order. Call
 # it after the sender is done. Without COUNT it waits until no frame has come for 3 s (and at least
-# 1 s); with COUNT, until COUNT frames came (or none for 3 s), then 0.5 s more for any frame too
-# many: a duplicate from a loop follows its original within milliseconds. Listeners collected one
+# 1 s); with COUNT, until COUNT frames came (or none for 3 s, and at least 1 s), then 0.5 s more
+# for any frame too many: a duplicate from a loop follows its original within milliseconds (one
+# later than that is missed). Listeners collected one
 # after another share their quiet time.
 heard() {
   local file=$_dumps/$1 want=${2:-0}
   if ((want > 0)); then
-    while (($(grep -c . "$file") < want && $(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.2; done
+    local since=$SECONDS
+    while (($(grep -c . "$file") < want)) &&
+      ((SECONDS - since < 1 || $(date +%s) - $(stat -c %Y "$file") < 3)); do sleep 0.2; done
     sleep 0.5
   else
     sleep 1

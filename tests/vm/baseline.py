@@ -36,7 +36,7 @@ def main():
         containers = [c["Id"][:12] for c in get("/containers/json?all=1")]
         networks = [n["Id"][:12] for n in get("/networks") if n.get("Driver") == plugin]
         enabled = any(p.get("Name") == plugin and p.get("Enabled") for p in get("/plugins"))
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, http.client.HTTPException) as err:
         print(f"baseline: Docker's API does not answer: {err}", file=sys.stderr)
         return 3
     print(" ".join(containers))

@@ -174,12 +174,23 @@ const NAMES: [&str; 11] = [
     "vxcan.id",
 ];
 
+/// Docker's own options that Docker also puts among a driver's (`-o`, or `default-network-opts`
+/// in daemon.json): Docker acts on them (Docker 28: no IPv4 subnet, an IPv6 one), vxbus has
+/// nothing to do for them and lets them pass.
+const DOCKER_OPTIONS: [&str; 2] = [
+    "com.docker.network.enable_ipv4",
+    "com.docker.network.enable_ipv6",
+];
+
 impl BusSpec {
     /// Validates the options of `docker network create -o` (Docker's
     /// `Options["com.docker.network.generic"]`). `None` (no `-o` at all) gives the defaults.
     pub fn from_options(options: Option<&Map<String, Value>>) -> Result<BusSpec, OptionError> {
         let mut given = Given::new();
         for (name, value) in options.into_iter().flatten() {
+            if DOCKER_OPTIONS.contains(&name.as_str()) {
+                continue;
+            }
             let Value::String(value) = value else {
                 let (name, value) = (name.clone(), value.to_string());
                 return Err(OptionError::NotAString { name, value });
@@ -515,6 +526,23 @@ mod tests {
                 format!("unknown option `{name}`: vxbus takes {KNOWN_OPTIONS}")
             );
         }
+    }
+
+    #[test]
+    fn dockers_own_ip_options_pass() {
+        // As Docker 28 sends them when daemon.json's default-network-opts names vxbus.
+        let spec = parse(json!({
+            "com.docker.network.enable_ipv4": "false",
+            "com.docker.network.enable_ipv6": "false",
+            "device": "body",
+        }))
+        .unwrap();
+        assert_eq!(spec.device.as_str(), "body");
+        let err = refusal(json!({"com.docker.network.driver.mtu": "72"}));
+        assert!(
+            err.starts_with("unknown option `com.docker.network.driver.mtu`"),
+            "{err}"
+        );
     }
 
     #[test]
