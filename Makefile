@@ -86,7 +86,7 @@ e2e: deps plugin-dir ## the end-to-end scenarios in a VM with a CAN kernel and D
 	  fi; \
 	  start=$$(date +%s) booted=yes; \
 	  VXBUS_ENGINE=$$engine VXBUS_TRACE=$(TRACE) tests/vm/run e2e $(SCENARIOS) || failed="$$failed $$engine"; \
-	  [[ -z "$(TRACE)" ]] || tests/vm/profile target/vm/out/$$engine || echo "make e2e: no profile of the $$engine engine's run" >&2; \
+	  [[ "$(or $(TRACE),0)" == 0 ]] || tests/vm/profile target/vm/out/$$engine || echo "make e2e: no profile of the $$engine engine's run" >&2; \
 	  echo "make e2e: the $$engine engine's run took $$(($$(date +%s) - start)) s"; \
 	done; \
 	[[ -n $$booted ]] || { echo "make e2e: no scenario matches '$(SCENARIOS)' on any of: $(ENGINE)" >&2; exit 1; }; \

@@ -177,7 +177,7 @@ candump_expect() {
 _dumps=$(mktemp -d) _listeners=0
 listen() { listeners "$1:$2${3:+:$3}"; }
 listeners() {
-  local spec name iface container pid waits=() run tag
+  local spec name iface container pid waits=() containers=() run tag bound
   for spec in "$@"; do
     IFS=: read -r name iface container <<<"$spec"
     # candump's -T (give up after this many ms without a frame) is a safety net of ten minutes and
@@ -190,10 +190,6 @@ listeners() {
     echo "$tag" >"$_dumps/$name.tag"
     { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
     waits+=("$name $iface $container")
-  done
-  local bound containers=()
-  for spec in "${waits[@]}"; do
-    read -r name iface container <<<"$spec"
     [[ -z $container ]] || containers+=("$container")
   done
   ((${#containers[@]} == 0)) || known_pids "${containers[@]}"
@@ -208,8 +204,7 @@ listeners() {
 # it after the sender is done. Without COUNT it waits until no frame has come for 3 s (and at least
 # 1 s); with COUNT, until COUNT frames came (or none for 3 s, and at least 1 s), then 0.5 s more
 # for any frame too many: a duplicate from a loop follows its original within milliseconds (one
-# later than that is missed). Listeners collected one
-# after another share their quiet time.
+# later than that is missed). Listeners collected one after another share their quiet time.
 heard() {
   local file=$_dumps/$1 want=${2:-0}
   if ((want > 0)); then
