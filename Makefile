@@ -125,8 +125,9 @@ vm-shell: deps plugin-dir ## an interactive shell in the VM with Docker and the 
 clean: ## remove build outputs (keeps the downloaded kernel under target/vm)
 	rm -rf build target/release target/debug target/vm/out
 
-# The decoders of outside data: a plugin's chunks, Docker's requests, the kernel's can-gw replies, LDFs.
-FUZZ_TARGETS := chunk_decoder docker_request cangw_reply ldf_parser
+# The decoders of outside data: a plugin's chunks, Docker's requests, the kernel's can-gw replies, LDFs,
+# and what a tunnel peer sends (cannelloni datagrams and streams).
+FUZZ_TARGETS := chunk_decoder docker_request cangw_reply ldf_parser cannelloni_datagram cannelloni_stream
 
 fuzz: ## fuzz each decoder of outside data for $(SECONDS) s (default 60) with cargo fuzz (installed if missing)
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

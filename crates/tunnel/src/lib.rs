@@ -1,0 +1,24 @@
+//! vxbus-tunnel: a bus across hosts, in cannelloni's wire format so that anything that speaks
+//! cannelloni joins a vxbus bus unchanged.
+//!
+//! - [`wire`]: cannelloni's bytes (UDP datagrams, the TCP stream), written by hand.
+//! - [`spec`]: what a tunnel is asked to be, valid by construction.
+//! - [`Tunnel`]: one bus's tunnel, running: a member of the bus through a CAN socket on the
+//!   bus's host interface, beside the can-gw mesh; `udp` and `tcp` are its two engines.
+//! - [`stats`]: its counters.
+//!
+//! Must not touch: links, rules, Docker or the daemon's state. The daemon creates the bus's
+//! host interface, starts a [`Tunnel`] on it and stops it before the interface goes.
+
+mod bus;
+pub mod seq;
+pub mod spec;
+pub mod stats;
+mod tcp;
+mod tunnel;
+mod udp;
+pub mod wire;
+
+pub use spec::{Transport, TunnelSpec};
+pub use stats::TunnelStats;
+pub use tunnel::{PeerError, StartError, Tunnel};

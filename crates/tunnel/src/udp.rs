@@ -1,0 +1,316 @@
+//! The UDP tunnel: one socket, cannelloni's datagrams to and from the configured peers.
+//!
+//! One task does everything, so frames keep their order per sender: a frame from the bus goes
+//! to every far end; a frame from one goes to the bus and to every *other* far end, but never
+//! from a vxbus peer to another (they form a full mesh, see [`TunnelSpec`](crate::TunnelSpec)).
+//! Frames for a peer wait in its datagram until the loop has taken everything that was ready
+//! (bus and socket), then go out at once: an idle link sends each frame alone, a loaded one
+//! fills datagrams. With `tunnel.batch_delay`, a datagram waits up to that long to fill.
+//! Datagrams from addresses that are no peer are counted and dropped.
+//!
+//! Owns: the peers' datagram builders and sequence numbers. Must not touch other buses.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::Duration,
+};
+
+use tokio::{net::UdpSocket, sync::mpsc, time::Instant};
+
+use crate::{
+    bus::BusSocket,
+    seq::{Arrival, SeqTracker},
+    spec::FarEnd,
+    stats::{PeerCounters, PeerRole},
+    tunnel::{Command, Every, PeerError, Shared},
+    wire::{decode_datagram, DatagramBuilder, Frame, MAX_DATAGRAM},
+};
+
+/// Events taken from one source before the pending datagrams go out: enough to batch under
+/// load, few enough that neither the bus nor the socket waits long for the other.
+const DRAIN: usize = 64;
+/// A peer silent this long may have restarted: its sequence numbers start afresh.
+const SILENCE: Duration = Duration::from_secs(2);
+/// The largest datagram taken (UDP's own limit): the buffer is fixed.
+const RECEIVE_BUFFER: usize = 65_536;
+
+struct Peer {
+    addr: SocketAddr,
+    /// A vxbus host (`tunnel.peers`), not a leaf.
+    vxbus: bool,
+    counters: Arc<PeerCounters>,
+    pending: DatagramBuilder,
+    /// When the oldest frame in `pending` came.
+    since: Option<Instant>,
+    seq_out: u8,
+    seq_in: SeqTracker,
+    last_in: Option<Instant>,
+}
+
+struct Udp {
+    shared: Arc<Shared>,
+    bus: BusSocket,
+    socket: UdpSocket,
+    peers: Vec<Peer>,
+    delay: Duration,
+    foreign_log: Every,
+    error_log: Every,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    bus: BusSocket,
+    socket: UdpSocket,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut udp = Udp {
+        delay: shared.spec.batch_delay(),
+        peers: Vec::new(),
+        shared: shared.clone(),
+        bus,
+        socket,
+        foreign_log: Every::new(Duration::from_secs(60)),
+        error_log: Every::new(Duration::from_secs(10)),
+    };
+    for &addr in shared.spec.peers() {
+        udp.add(addr, FarEnd::Peer);
+    }
+    for &addr in shared.spec.leaves() {
+        udp.add(addr, FarEnd::Leaf);
+    }
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    loop {
+        let deadline = udp.deadline();
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Add(addr, kind, reply)) => {
+                    let _ = reply.send(udp.add_checked(addr, kind));
+                }
+                Some(Command::Remove(addr, reply)) => {
+                    let _ = reply.send(udp.remove(addr));
+                }
+            },
+            read = udp.bus.read() => {
+                udp.on_bus_read(read).await;
+                for _ in 1..DRAIN {
+                    match udp.bus.try_read() {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        read => udp.on_bus_read(read).await,
+                    }
+                }
+            }
+            received = udp.socket.recv_from(&mut buf) => {
+                udp.on_datagram(received, &buf).await;
+                for _ in 1..DRAIN {
+                    match udp.socket.try_recv_from(&mut buf) {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        received => udp.on_datagram(received, &buf).await,
+                    }
+                }
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {}
+        }
+        udp.flush().await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+impl Udp {
+    fn add(&mut self, addr: SocketAddr, kind: FarEnd) {
+        let role = match kind {
+            FarEnd::Peer => PeerRole::Peer,
+            FarEnd::Leaf => PeerRole::Leaf,
+        };
+        let counters = self.shared.add_peer(addr.to_string(), role);
+        counters.connected.store(true, Relaxed);
+        self.peers.push(Peer {
+            addr,
+            vxbus: kind == FarEnd::Peer,
+            counters,
+            pending: DatagramBuilder::new(MAX_DATAGRAM),
+            since: None,
+            seq_out: 0,
+            seq_in: SeqTracker::default(),
+            last_in: None,
+        });
+    }
+
+    fn add_checked(&mut self, addr: SocketAddr, kind: FarEnd) -> Result<(), PeerError> {
+        if self.peers.iter().any(|peer| peer.addr == addr) {
+            return Err(PeerError::Exists(addr));
+        }
+        if self.shared.spec.listen() == Some(addr) {
+            return Err(PeerError::IsListen(addr));
+        }
+        self.add(addr, kind);
+        tracing::info!("network {}: tunnel {kind:?} {addr} added", self.shared.name);
+        Ok(())
+    }
+
+    fn remove(&mut self, addr: SocketAddr) -> Result<(), PeerError> {
+        let at = self
+            .peers
+            .iter()
+            .position(|peer| peer.addr == addr)
+            .ok_or(PeerError::Unknown(addr))?;
+        let peer = self.peers.remove(at);
+        self.shared.remove_peer(&peer.counters);
+        tracing::info!("network {}: tunnel peer {addr} removed", self.shared.name);
+        Ok(())
+    }
+
+    /// When the oldest waiting frame must go, with a batching delay.
+    fn deadline(&self) -> Option<Instant> {
+        if self.delay.is_zero() {
+            return None;
+        }
+        let oldest = self.peers.iter().filter_map(|peer| peer.since).min()?;
+        Some(oldest + self.delay)
+    }
+
+    async fn on_bus_read(&mut self, read: std::io::Result<Option<Frame>>) {
+        match read {
+            Ok(Some(frame)) => {
+                self.shared.counters.bus_rx_frames.fetch_add(1, Relaxed);
+                self.queue(&frame, None).await;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                if self.error_log.ready() {
+                    let more = self.error_log.more();
+                    tracing::warn!(
+                        "network {}: tunnel: reading the bus failed: {err}{more}",
+                        self.shared.name
+                    );
+                }
+                // The interface may be down or gone: the next read would fail at once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn on_datagram(&mut self, received: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
+        let (len, from) = match received {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP port unreachable from a peer that is down comes back as a receive error.
+                tracing::debug!("network {}: tunnel: receive: {err}", self.shared.name);
+                return;
+            }
+        };
+        let Some(at) = self.peers.iter().position(|peer| peer.addr == from) else {
+            self.shared.counters.foreign_datagrams.fetch_add(1, Relaxed);
+            if self.foreign_log.ready() {
+                let more = self.foreign_log.more();
+                tracing::warn!(
+                    "network {}: tunnel: dropped a datagram from {from}, which is no peer{more}",
+                    self.shared.name
+                );
+            }
+            return;
+        };
+        let bytes = buf.get(..len).unwrap_or_default();
+        let now = Instant::now();
+        let peer = &mut self.peers[at];
+        peer.counters.seen_now();
+        PeerCounters::add(&peer.counters.rx_bytes, len);
+        if peer.last_in.is_some_and(|last| now - last > SILENCE) {
+            peer.seq_in.reset();
+        }
+        peer.last_in = Some(now);
+        let datagram = match decode_datagram(bytes) {
+            Ok(datagram) => datagram,
+            Err(err) => {
+                peer.counters.decode_errors.fetch_add(1, Relaxed);
+                if self.error_log.ready() {
+                    let more = self.error_log.more();
+                    tracing::warn!(
+                        "network {}: tunnel: dropped a datagram from {from}: {err}{more}",
+                        self.shared.name
+                    );
+                }
+                return;
+            }
+        };
+        match peer.seq_in.arrive(datagram.seq) {
+            Arrival::First | Arrival::InOrder => {}
+            Arrival::Ahead { missing } => {
+                peer.counters.lost.fetch_add(u64::from(missing), Relaxed);
+            }
+            Arrival::Late => peer.counters.late(),
+        }
+        PeerCounters::add(&peer.counters.rx_frames, datagram.frames.len());
+        for frame in &datagram.frames {
+            match self.bus.write(frame).await {
+                Ok(()) => self.shared.counters.bus_tx_frames.fetch_add(1, Relaxed),
+                Err(_) => self.shared.counters.bus_tx_errors.fetch_add(1, Relaxed),
+            };
+            self.queue(frame, Some(at)).await;
+        }
+    }
+
+    /// Puts `frame` in the datagram of every far end it must reach: all of them for a frame from
+    /// the bus; for one from far end `from`, all others but, if `from` is a vxbus peer, the other
+    /// vxbus peers. A full datagram goes out first.
+    async fn queue(&mut self, frame: &Frame, from: Option<usize>) {
+        let now = Instant::now();
+        let from_vxbus = from.is_some_and(|from| self.peers[from].vxbus);
+        for at in 0..self.peers.len() {
+            if Some(at) == from || (from_vxbus && self.peers[at].vxbus) {
+                continue;
+            }
+            if !self.peers[at].pending.fits(frame) {
+                self.send(at).await;
+            }
+            let peer = &mut self.peers[at];
+            peer.pending.push(frame);
+            peer.since.get_or_insert(now);
+        }
+    }
+
+    /// Sends every waiting datagram that is due (all of them without a batching delay).
+    async fn flush(&mut self) {
+        let now = Instant::now();
+        for at in 0..self.peers.len() {
+            let due = match self.peers[at].since {
+                None => false,
+                Some(since) => self.delay.is_zero() || now >= since + self.delay,
+            };
+            if due {
+                self.send(at).await;
+            }
+        }
+    }
+
+    async fn send(&mut self, at: usize) {
+        let peer = &mut self.peers[at];
+        let count = usize::from(peer.pending.count());
+        let datagram = peer.pending.finish(peer.seq_out);
+        peer.seq_out = peer.seq_out.wrapping_add(1);
+        peer.since = None;
+        match self.socket.send_to(&datagram, peer.addr).await {
+            Ok(sent) => {
+                PeerCounters::add(&peer.counters.tx_frames, count);
+                PeerCounters::add(&peer.counters.tx_bytes, sent);
+            }
+            Err(err) => {
+                PeerCounters::add(&peer.counters.dropped, count);
+                if self.error_log.ready() {
+                    let more = self.error_log.more();
+                    tracing::warn!(
+                        "network {}: tunnel: sending to {} failed: {err}{more}",
+                        self.shared.name,
+                        peer.addr
+                    );
+                }
+            }
+        }
+    }
+}
