@@ -6,12 +6,16 @@
 //! kernel, the Docker wire format or the state directory; the driver hands the options in and
 //! gets a spec or an [`OptionError`] back.
 
-use std::{collections::BTreeMap, fmt, num::NonZeroU32, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, num::NonZeroU32, str::FromStr};
 
 use serde_json::{Map, Value};
 
 use vxbus_dataplane::ifname::{self, IfName, IfNameError};
 use vxbus_sdk::{PluginId, PLUGIN_ID_RULE};
+use vxbus_tunnel::{
+    spec::{parse_address, parse_batch_delay, parse_peers, SpecError},
+    Transport, TunnelSpec,
+};
 
 /// The bus types vxbus builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub struct BusSpec {
     pub fd: bool,
     /// The plugin that serves this bus (`plugin.driver`, `plugin.*`).
     pub plugin: Option<PluginRequest>,
+    /// The bus's tunnel to other hosts (`tunnel.*`).
+    pub tunnel: Option<TunnelSpec>,
 }
 
 /// The spec in vxbus's own option names, aliases resolved and defaults shown, for logs:
@@ -112,13 +118,17 @@ impl fmt::Display for BusSpec {
                 write!(f, " plugin.{item}={value}")?;
             }
         }
+        if let Some(tunnel) = &self.tunnel {
+            write!(f, " {tunnel}")?;
+        }
         Ok(())
     }
 }
 
 /// The options vxbus takes, for messages that list them.
 pub const KNOWN_OPTIONS: &str = "type, device, host_device, baudrate, baudrate_fd, txqueuelen, fd, \
-     plugin.driver and plugin.<item>, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
+     plugin.driver and plugin.<item>, tunnel.transport, tunnel.listen, tunnel.peers, tunnel.leaves, \
+     tunnel.batch_delay, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
 
 /// A refused network option. Each message names the option, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,7 +170,7 @@ fn invalid(name: &str, value: &str, allowed: impl Into<String>) -> OptionError {
 type Given<'a> = BTreeMap<&'a str, &'a str>;
 
 /// The option names vxbus reads, besides `plugin.<item>`.
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 16] = [
     "type",
     "device",
     "host_device",
@@ -172,6 +182,11 @@ const NAMES: [&str; 11] = [
     "vxcan.peer",
     "vxcan.dev",
     "vxcan.id",
+    "tunnel.transport",
+    "tunnel.listen",
+    "tunnel.peers",
+    "tunnel.leaves",
+    "tunnel.batch_delay",
 ];
 
 /// Docker's own options that Docker also puts among a driver's (`-o`, or `default-network-opts`
@@ -229,6 +244,7 @@ impl BusSpec {
             txqueuelen: number(&given, "txqueuelen", "a non-negative integer (frames)")?,
             fd,
             plugin: plugin(&given)?,
+            tunnel: tunnel(&given)?,
         })
     }
 }
@@ -337,6 +353,60 @@ fn plugin(given: &Given) -> Result<Option<PluginRequest>, OptionError> {
             None => Ok(None),
         },
     }
+}
+
+/// The `tunnel.*` options, if any is given.
+fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
+    if !given.keys().any(|name| name.starts_with("tunnel.")) {
+        return Ok(None);
+    }
+    let value = |name: &str| given.get(name).copied();
+    let refuse =
+        |name: &str, err: SpecError| invalid(name, value(name).unwrap_or(""), err.to_string());
+    let transport: Transport = match value("tunnel.transport") {
+        Some(text) => text
+            .parse()
+            .map_err(|err| refuse("tunnel.transport", err))?,
+        None => Transport::default(),
+    };
+    let listen = value("tunnel.listen")
+        .map(|text| parse_address(text).map_err(|err| refuse("tunnel.listen", err)))
+        .transpose()?;
+    let list = |name: &str| {
+        value(name)
+            .map(|text| parse_peers(text).map_err(|err| refuse(name, err)))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let (peers, leaves) = (list("tunnel.peers")?, list("tunnel.leaves")?);
+    let batch_delay = value("tunnel.batch_delay")
+        .map(|text| parse_batch_delay(text).map_err(|err| refuse("tunnel.batch_delay", err)))
+        .transpose()?
+        .unwrap_or_default();
+    // An address given twice, or the listening one, is named under the list it is in last.
+    let list_of = |addr: SocketAddr| match leaves.contains(&addr) {
+        true => "tunnel.leaves",
+        false => "tunnel.peers",
+    };
+    let spec = TunnelSpec::new(
+        transport,
+        listen,
+        peers.clone(),
+        leaves.clone(),
+        batch_delay,
+    );
+    spec.map(Some).map_err(|err| match err {
+        SpecError::UdpNeedsListen => OptionError::Needs {
+            name: "tunnel.transport".to_owned(),
+            needs: "tunnel.listen",
+        },
+        SpecError::TcpNeedsEnd => OptionError::Needs {
+            name: "tunnel.transport".to_owned(),
+            needs: "tunnel.listen, tunnel.peers or tunnel.leaves",
+        },
+        SpecError::PeerIsListen(addr) | SpecError::PeerTwice(addr) => refuse(list_of(addr), err),
+        other => refuse("tunnel.peers", other),
+    })
 }
 
 #[cfg(test)]
@@ -554,6 +624,45 @@ mod tests {
         );
         let spec = parse(json!({"plugin.driver": "kvaser-lin"})).unwrap();
         assert_eq!(spec.plugin.unwrap().options.len(), 0);
+    }
+
+    #[test]
+    fn tunnel_options_make_a_tunnel_spec() {
+        let spec = parse(json!({
+            "host_device": "can0", "tunnel.listen": "0.0.0.0:20000",
+            "tunnel.peers": "10.0.0.2:20000", "tunnel.leaves": "10.0.0.7:20000",
+        }))
+        .unwrap();
+        let tunnel = spec.tunnel.unwrap();
+        assert_eq!(tunnel.transport(), Transport::Udp);
+        assert_eq!(tunnel.peers().len(), 1);
+        assert_eq!(tunnel.leaves().len(), 1);
+        assert_eq!(
+            tunnel.to_string(),
+            "tunnel.transport=udp tunnel.listen=0.0.0.0:20000 tunnel.peers=10.0.0.2:20000 \
+             tunnel.leaves=10.0.0.7:20000 tunnel.batch_delay=0us"
+        );
+        let tcp = parse(json!({"tunnel.transport": "tcp", "tunnel.peers": "10.0.0.1:20000"}));
+        assert!(tcp.unwrap().tunnel.is_some());
+        assert_eq!(parse(json!({})).unwrap().tunnel, None);
+    }
+
+    #[test]
+    fn tunnel_refusals_name_the_option() {
+        let cases = [
+            (json!({"tunnel.listen": "0.0.0.0"}), "option `tunnel.listen`: `0.0.0.0` is not allowed: an IP address and a port"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.transport": "sctp"}), "option `tunnel.transport`: `sctp` is not allowed: udp or tcp"),
+            (json!({"tunnel.peers": "10.0.0.2:1"}), "option `tunnel.transport` needs option `tunnel.listen`"),
+            (json!({"tunnel.transport": "tcp"}), "option `tunnel.transport` needs option `tunnel.listen, tunnel.peers or tunnel.leaves`"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1,10.0.0.2:1"}), "option `tunnel.peers`: `10.0.0.2:1,10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1", "tunnel.leaves": "10.0.0.2:1"}), "option `tunnel.leaves`: `10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
+            (json!({"tunnel.listen": "10.0.0.1:1", "tunnel.leaves": "10.0.0.1:1"}), "option `tunnel.leaves`: `10.0.0.1:1` is not allowed: 10.0.0.1:1 is the tunnel's own"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.batch_delay": "1s"}), "option `tunnel.batch_delay`: `1s` is not allowed: a delay such as"),
+        ];
+        for (options, expected) in cases {
+            let refusal = refusal(options.clone());
+            assert!(refusal.starts_with(expected), "{options}: {refusal}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The control socket, and the host-side commands that use it: `vxbus networks`, `vxbus plugins`,
-//! `vxbus settings PLUGIN`, `vxbus set PLUGIN ITEM=VALUE`.
+//! `vxbus settings PLUGIN`, `vxbus set PLUGIN ITEM=VALUE`, `vxbus tunnel list|add|remove`,
+//! `vxbus status`.
 //!
 //! The daemon serves `control.sock` in its state directory (a host directory mounted into the
 //! managed plugin, so the host reaches it at `/var/lib/vxbus/control.sock`); each connection
@@ -8,7 +9,7 @@
 //! Owns: that exchange and how its answers are printed. Must not touch: the kernel or the state
 //! file; it asks the driver and the supervisor.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, bail, Context as _};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,11 @@ use tokio::{
 
 use vxbus_sdk::PluginId;
 
-use crate::{driver::Driver, supervisor::Supervisor};
+use crate::{
+    driver::{Change, Driver},
+    supervisor::Supervisor,
+};
+use vxbus_tunnel::spec::{parse_address, FarEnd};
 
 /// The control socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -45,6 +50,37 @@ pub enum Command {
         /// ITEM=VALUE
         #[arg(value_name = "ITEM=VALUE")]
         assignment: String,
+    },
+    /// A bus's tunnel to other hosts: its far ends and their counters; add or remove one.
+    Tunnel {
+        #[command(subcommand)]
+        action: TunnelAction,
+    },
+    /// Networks, plugins and tunnels at once (with --json, for scripts).
+    Status,
+}
+
+/// `vxbus tunnel ...`. NETWORK is a network's name (looked up with the docker CLI), its id, or
+/// the start of its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Subcommand)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum TunnelAction {
+    /// List the tunnels (of NETWORK, or all) with each far end's counters.
+    List { network: Option<String> },
+    /// Add a far end: another vxbus host of the bus, or with --leaf a plain cannelloni end.
+    Add {
+        network: String,
+        /// IP:PORT
+        address: String,
+        /// A plain cannelloni end (gets every frame, its frames go everywhere), not a vxbus host.
+        #[arg(long)]
+        leaf: bool,
+    },
+    /// Remove a far end (a TCP connection to it is closed).
+    Remove {
+        network: String,
+        /// IP:PORT
+        address: String,
     },
 }
 
@@ -120,6 +156,15 @@ async fn run(
             .settings(&plugin)
             .map(Value::Object)
             .map_err(|e| e.to_string()),
+        Command::Tunnel { action } => tunnel(action, driver).await,
+        Command::Status => {
+            let tunnels = driver.tunnels(None).await.map_err(|e| e.to_string())?;
+            Ok(json!({
+                "networks": json(&driver.networks().await),
+                "plugins": json(&plugins.report()),
+                "tunnels": json(&tunnels),
+            }))
+        }
         Command::Set { plugin, assignment } => {
             let (item, value) = assignment
                 .split_once('=')
@@ -134,6 +179,45 @@ async fn run(
     }
 }
 
+async fn tunnel(action: TunnelAction, driver: &Driver) -> Result<Value, String> {
+    let address = |text: &str| -> Result<SocketAddr, String> {
+        parse_address(text).map_err(|err| format!("address `{text}`: not allowed: {err}"))
+    };
+    match action {
+        TunnelAction::List { network } => driver
+            .tunnels(network.as_deref())
+            .await
+            .map(|tunnels| json(&tunnels))
+            .map_err(|e| e.to_string()),
+        TunnelAction::Add {
+            network,
+            address: text,
+            leaf,
+        } => {
+            let kind = if leaf { FarEnd::Leaf } else { FarEnd::Peer };
+            let addr = address(&text)?;
+            driver
+                .change_tunnel(&network, addr, Change::Add(kind))
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("control socket: network {network}: tunnel {kind:?} {addr} added");
+            Ok(json!({"added": addr.to_string()}))
+        }
+        TunnelAction::Remove {
+            network,
+            address: text,
+        } => {
+            let addr = address(&text)?;
+            driver
+                .change_tunnel(&network, addr, Change::Remove)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("control socket: network {network}: tunnel far end {addr} removed");
+            Ok(json!({"removed": addr.to_string()}))
+        }
+    }
+}
+
 /// An answer's JSON value. Every answer type here serializes (no maps with non-string keys).
 fn json<T: Serialize>(answer: &T) -> Value {
     serde_json::to_value(answer).expect("a control answer serializes")
@@ -141,7 +225,17 @@ fn json<T: Serialize>(answer: &T) -> Value {
 
 /// The host side: sends `command` to the daemon on `socket` and prints the answer for a person
 /// (or as JSON).
-pub async fn client(socket: &Path, command: Command, as_json: bool) -> anyhow::Result<()> {
+pub async fn client(socket: &Path, mut command: Command, as_json: bool) -> anyhow::Result<()> {
+    if let Command::Tunnel { action } = &mut command {
+        match action {
+            TunnelAction::List {
+                network: Some(network),
+            }
+            | TunnelAction::Add { network, .. }
+            | TunnelAction::Remove { network, .. } => *network = network_id(network).await?,
+            TunnelAction::List { network: None } => {}
+        }
+    }
     let stream = UnixStream::connect(socket).await.with_context(|| {
         format!(
             "connecting to {} (is the vxbus plugin enabled, and is this its state directory?)",
@@ -169,6 +263,27 @@ pub async fn client(socket: &Path, command: Command, as_json: bool) -> anyhow::R
     }
     print!("{}", human(&command, &value));
     Ok(())
+}
+
+/// A network's id from what the user typed: an id or the start of one (hex) as it is, a name
+/// through the docker CLI (the daemon knows networks by id only: Docker does not tell a driver
+/// their names).
+async fn network_id(given: &str) -> anyhow::Result<String> {
+    if !given.is_empty() && given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(given.to_owned());
+    }
+    let output = tokio::process::Command::new("docker")
+        .args(["network", "inspect", "--format", "{{.Id}}", given])
+        .output()
+        .await
+        .with_context(|| format!("running `docker network inspect {given}` to find its id"))?;
+    if !output.status.success() {
+        bail!(
+            "network `{given}`: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 fn text(value: &Value) -> String {
@@ -232,10 +347,72 @@ fn human(command: &Command, value: &Value) -> String {
                 );
             }
         }
+        Command::Tunnel {
+            action: TunnelAction::List { .. },
+        } => out += &tunnels_table(value),
+        Command::Tunnel { .. } => {
+            for (what, address) in value.as_object().into_iter().flatten() {
+                out += &format!("{what} {}\n", text(address));
+            }
+        }
+        Command::Status => {
+            out += &human(&Command::Networks, &value["networks"]);
+            out += "\n";
+            out += &human(&Command::Plugins, &value["plugins"]);
+            out += "\n";
+            out += &tunnels_table(&value["tunnels"]);
+        }
         Command::Settings { .. } | Command::Set { .. } => {
             for (item, value) in value.as_object().into_iter().flatten() {
                 out += &format!("{item} = {}\n", text(value));
             }
+        }
+    }
+    out
+}
+
+/// `vxbus tunnel list`: a line per tunnel, a line per far end.
+fn tunnels_table(value: &Value) -> String {
+    let mut out = String::new();
+    let tunnels = value.as_object().into_iter().flatten();
+    out += "NETWORK       TRANSPORT  LISTEN                 FROM BUS   TO BUS     BUS ERRORS  FOREIGN\n";
+    for (id, tunnel) in tunnels {
+        out += &format!(
+            "{:<13} {:<10} {:<22} {:<10} {:<10} {:<11} {}\n",
+            short(id),
+            text(&tunnel["transport"]),
+            text(&tunnel["listen"]),
+            text(&tunnel["bus_rx_frames"]),
+            text(&tunnel["bus_tx_frames"]),
+            text(&tunnel["bus_tx_errors"]),
+            text(&tunnel["foreign_datagrams"]),
+        );
+        out += "  FAR END                ROLE    UP   SENT      RECEIVED  LOST    REORDERED  ERRORS  DROPPED  LAST SEEN\n";
+        for peer in tunnel["peers"].as_array().into_iter().flatten() {
+            let role = match (text(&peer["role"]).as_str(), peer["vxbus"] == true) {
+                ("client", true) => "peer".to_owned(),
+                (role, _) => role.to_owned(),
+            };
+            let seen = peer["last_seen_secs"]
+                .as_f64()
+                .map_or("never".to_owned(), |secs| format!("{secs:.1} s ago"));
+            out += &format!(
+                "  {:<22} {:<7} {:<4} {:<9} {:<9} {:<7} {:<10} {:<7} {:<8} {}\n",
+                text(&peer["address"]),
+                role,
+                if peer["connected"] == true {
+                    "yes"
+                } else {
+                    "no"
+                },
+                text(&peer["tx_frames"]),
+                text(&peer["rx_frames"]),
+                text(&peer["lost"]),
+                text(&peer["reordered"]),
+                text(&peer["decode_errors"]),
+                text(&peer["dropped"]),
+                seen,
+            );
         }
     }
     out

@@ -42,6 +42,7 @@ use vxbus_dataplane::{
     links::{LinkError, Links},
 };
 use vxbus_sdk::Bus;
+use vxbus_tunnel::{Tunnel, TunnelStats};
 
 use crate::{
     bus::{BusSpec, DevicePrefix, OptionError},
@@ -53,9 +54,12 @@ mod host_device;
 mod names;
 mod reconcile;
 mod rules;
+mod tunnels;
 
 use names::{is_ours_by_name, link_names, plugin_host_name};
 pub use names::{HOST_END_PREFIX, PEER_PREFIX, PLUGIN_HOST_PREFIX};
+use tunnels::short;
+pub use tunnels::Change;
 
 /// Why a call failed. Docker shows the message to the user.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +182,10 @@ struct Inner {
     reported_gone: BTreeSet<IfName>,
     /// The last check's failure, already logged (a failure that repeats is said once).
     heal_failure: Option<String>,
+    /// The running tunnels, by network id.
+    tunnels: BTreeMap<String, Tunnel>,
+    /// Each network's last tunnel start failure, already logged.
+    tunnel_failures: BTreeMap<String, String>,
 }
 
 impl Driver {
@@ -206,6 +214,8 @@ impl Driver {
             gw,
             reported_gone: BTreeSet::new(),
             heal_failure: None,
+            tunnels: BTreeMap::new(),
+            tunnel_failures: BTreeMap::new(),
         };
         let kernel_ok = match kernel::check(&inner.links, &inner.gw).await {
             Ok(()) => true,
@@ -216,6 +226,7 @@ impl Driver {
             Err(other) => return Err(other.into()),
         };
         inner.reconcile(kernel_ok).await?;
+        inner.ensure_tunnels(&BTreeSet::new()).await;
         Ok(Driver {
             inner: Mutex::new(inner),
             plugins,
@@ -245,7 +256,24 @@ impl Driver {
     /// One check of [`Driver::keep_healthy`].
     pub async fn heal(&self) {
         let mut inner = self.inner.lock().await;
-        match inner.heal().await {
+        let healed = inner.heal().await;
+        // A tunnel whose host device was made again has a socket on the one that went.
+        let remade: BTreeSet<String> = match &healed {
+            Ok(repairs) => inner
+                .state
+                .networks
+                .iter()
+                .filter(|(_, n)| {
+                    n.host_device
+                        .as_ref()
+                        .is_some_and(|host| repairs.devices_made.contains(&host.name))
+                })
+                .map(|(id, _)| id.clone())
+                .collect(),
+            Err(_) => BTreeSet::new(),
+        };
+        inner.ensure_tunnels(&remade).await;
+        match healed {
             Ok(repairs) => {
                 if inner.heal_failure.take().is_some() {
                     tracing::info!("the kernel's CAN buses can be checked again");
@@ -278,6 +306,28 @@ impl Driver {
     /// The networks and endpoints as recorded, for `vxbus networks`.
     pub async fn networks(&self) -> BTreeMap<String, Network> {
         self.inner.lock().await.state.networks.clone()
+    }
+
+    /// The running tunnels' counters, of one network (an id or its unique start) or all.
+    pub async fn tunnels(
+        &self,
+        network: Option<&str>,
+    ) -> Result<BTreeMap<String, TunnelStats>, BusError> {
+        let inner = self.inner.lock().await;
+        let id = network.map(|given| inner.resolve(given)).transpose()?;
+        Ok(inner.tunnel_stats(id.as_deref()).into_iter().collect())
+    }
+
+    /// `vxbus tunnel add|remove`: changes a far end of a network's running tunnel and records it.
+    pub async fn change_tunnel(
+        &self,
+        network: &str,
+        addr: std::net::SocketAddr,
+        change: Change,
+    ) -> Result<(), BusError> {
+        let mut inner = self.inner.lock().await;
+        let id = inner.resolve(network)?;
+        inner.change_far_end(&id, addr, change).await
     }
 
     /// After a restart: starts each existing bus's plugin again (in the background; a bus
@@ -351,12 +401,15 @@ impl Driver {
         }
         let inner = &mut *guard;
         kernel::check(&inner.links, &inner.gw).await?;
-        // A plugin needs a host-side interface to open its CAN socket on: the host device, or
-        // a vcan made for it.
-        let host_name = match (&spec.host_device, &prepared) {
+        // A plugin and a tunnel need a host-side interface to open their CAN socket on: the
+        // host device, or a vcan made for them.
+        let host_name = match (
+            &spec.host_device,
+            prepared.is_some() || spec.tunnel.is_some(),
+        ) {
             (Some(name), _) => Some(name.clone()),
-            (None, Some(_)) => Some(plugin_host_name(id)?),
-            (None, None) => None,
+            (None, true) => Some(plugin_host_name(id)?),
+            (None, false) => None,
         };
         let host_device = match &host_name {
             None => None,
@@ -372,6 +425,19 @@ impl Driver {
                 }
                 Some(inner.prepare_host_device(name, &spec).await?)
             }
+        };
+        // The tunnel binds its address now: a port in use is refused before anything else.
+        let tunnel = match (&spec.tunnel, &host_device) {
+            (Some(tunnel_spec), Some(host)) => {
+                match Tunnel::start(short(id), host.name.as_str(), tunnel_spec).await {
+                    Ok(tunnel) => Some(tunnel),
+                    Err(err) => {
+                        inner.undo_host_device(&host_device).await;
+                        return Err(tunnels::refusal(err));
+                    }
+                }
+            }
+            _ => None,
         };
         let network = Network {
             options,
@@ -396,6 +462,9 @@ impl Driver {
                 // in the background, as Docker waits for this answer.
                 let plugins = self.plugins.clone();
                 tokio::spawn(async move { plugins.stop(&bus).await });
+                if let Some(tunnel) = tunnel {
+                    tunnel.stop().await;
+                }
                 guard.undo_host_device(&host_device).await;
                 return Err(err.into());
             }
@@ -405,12 +474,18 @@ impl Driver {
         inner.state.networks.insert(id.to_owned(), network);
         if let Err(err) = inner.save() {
             inner.state.networks.remove(id);
+            if let Some(tunnel) = tunnel {
+                tunnel.stop().await;
+            }
             inner.undo_host_device(&host_device).await;
             if let Some(bus) = started_bus {
                 let plugins = self.plugins.clone();
                 tokio::spawn(async move { plugins.stop(&bus).await });
             }
             return Err(err);
+        }
+        if let Some(tunnel) = tunnel {
+            inner.tunnels.insert(id.to_owned(), tunnel);
         }
         let host = match &host_device {
             Some(host) if host.created => format!(", host device {} created", host.name),
@@ -653,6 +728,10 @@ impl Inner {
         let Some(network) = self.state.networks.get(id).cloned() else {
             return Ok(());
         };
+        // The tunnel first: its socket is on the host device, and its port is freed.
+        if let Some(tunnel) = self.tunnels.remove(id) {
+            tunnel.stop().await;
+        }
         // The bus's own rules first: those between two of its links. A bridged host device
         // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
         let ours: BTreeSet<u32> = self.links_of(id).await?.indexes().collect();
@@ -696,6 +775,30 @@ impl Inner {
 
     fn save(&self) -> Result<(), BusError> {
         self.file.save(&self.state).map_err(BusError::Failed)
+    }
+
+    /// The recorded network whose id is `given` or starts with it (as `docker network ls` shows
+    /// ids), if exactly one does.
+    fn resolve(&self, given: &str) -> Result<String, BusError> {
+        if self.state.networks.contains_key(given) {
+            return Ok(given.to_owned());
+        }
+        let matching: Vec<&String> = self
+            .state
+            .networks
+            .keys()
+            .filter(|id| !given.is_empty() && id.starts_with(given))
+            .collect();
+        match matching.as_slice() {
+            [id] => Ok((*id).clone()),
+            [] => Err(BusError::UnknownNetwork {
+                id: given.to_owned(),
+            }),
+            _ => Err(BusError::Conflict(format!(
+                "`{given}` is the start of {} network ids: give more of it",
+                matching.len()
+            ))),
+        }
     }
 
     fn network(&self, id: &str) -> Result<&Network, BusError> {

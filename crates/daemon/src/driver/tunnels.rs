@@ -1,0 +1,193 @@
+//! The buses' tunnels to other hosts (`tunnel.*`): each a [`Tunnel`] of `vxbus-tunnel` on the
+//! bus's host interface, a member of the bus beside its containers' links. The driver starts one
+//! when it creates the network, stops it before the interface goes, starts it again after a
+//! restart (and whenever the periodic check finds it not running), and changes its far ends on
+//! `vxbus tunnel add|remove`, recording them in the network's options.
+//!
+//! Owns: the running tunnels, by network id. Must not touch: links and rules (the tunnel is a
+//! socket on an interface the driver made), the tunnel's wire format.
+
+use std::{collections::BTreeSet, net::SocketAddr};
+
+use serde_json::Value;
+use vxbus_tunnel::{spec::FarEnd, PeerError, StartError, Tunnel, TunnelStats};
+
+use super::{BusError, Inner};
+use crate::bus::OptionError;
+
+/// A network id as logs show it (`docker network ls`'s 12 characters).
+pub(super) fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
+/// A tunnel that did not start, as Docker's user reads it.
+pub(super) fn refusal(err: StartError) -> BusError {
+    match err {
+        StartError::Listen { addr, source } => BusError::Option(OptionError::Invalid {
+            name: "tunnel.listen".to_owned(),
+            value: addr.to_string(),
+            allowed: format!("an address this host can listen on, but: {source}"),
+        }),
+        other => BusError::Failed(other.into()),
+    }
+}
+
+impl Inner {
+    /// Starts the tunnel of each recorded network that should have one and has none running
+    /// (after a restart; a tunnel whose task ended; a host device made again). A failure is
+    /// logged once per network and message, and tried again at the next check.
+    pub(super) async fn ensure_tunnels(&mut self, restart: &BTreeSet<String>) {
+        for id in restart {
+            if let Some(tunnel) = self.tunnels.remove(id) {
+                tunnel.stop().await;
+            }
+        }
+        self.tunnels.retain(|id, tunnel| {
+            let running = tunnel.is_running();
+            if !running {
+                tracing::error!(
+                    "network {}: its tunnel stopped on its own; starting it again",
+                    short(id)
+                );
+            }
+            running
+        });
+        let wanted: Vec<_> = self
+            .state
+            .networks
+            .iter()
+            .filter(|(id, network)| !network.deleting && !self.tunnels.contains_key(*id))
+            .filter_map(|(id, network)| {
+                Some((id.clone(), network.host_device.as_ref()?.name.clone()))
+            })
+            .collect();
+        for (id, host) in wanted {
+            let Ok(spec) = self.spec(&id) else { continue };
+            let Some(tunnel_spec) = spec.tunnel else {
+                continue;
+            };
+            match Tunnel::start(short(&id), host.as_str(), &tunnel_spec).await {
+                Ok(tunnel) => {
+                    self.tunnel_failures.remove(&id);
+                    self.tunnels.insert(id, tunnel);
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    if self.tunnel_failures.get(&id) != Some(&message) {
+                        tracing::error!(
+                            "network {}: its tunnel did not start: {message}; tried again every \
+                             few seconds",
+                            short(&id)
+                        );
+                        self.tunnel_failures.insert(id, message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The running tunnels' counters, of one network or all.
+    pub(super) fn tunnel_stats(&self, network: Option<&str>) -> Vec<(String, TunnelStats)> {
+        self.tunnels
+            .iter()
+            .filter(|(id, _)| network.is_none_or(|wanted| wanted == id.as_str()))
+            .map(|(id, tunnel)| (id.clone(), tunnel.stats()))
+            .collect()
+    }
+
+    /// Adds or removes a far end of network `id`'s tunnel, and records it in the network's
+    /// options (`tunnel.peers` or `tunnel.leaves`), so a restart has it too.
+    pub(super) async fn change_far_end(
+        &mut self,
+        id: &str,
+        addr: SocketAddr,
+        change: Change,
+    ) -> Result<(), BusError> {
+        let spec = self.spec(id)?;
+        let tunnel_spec = spec.tunnel.ok_or_else(|| {
+            BusError::Conflict(format!(
+                "network {} has no tunnel (no tunnel.* option)",
+                short(id)
+            ))
+        })?;
+        let tunnel = self.tunnels.get(id).ok_or_else(|| {
+            BusError::Conflict(format!(
+                "network {}'s tunnel is not running (the daemon's log says why)",
+                short(id)
+            ))
+        })?;
+        let peer_error = |err: PeerError| BusError::Conflict(err.to_string());
+        let (option, mut list) = match change {
+            Change::Add(FarEnd::Peer) => ("tunnel.peers", tunnel_spec.peers().to_vec()),
+            Change::Add(FarEnd::Leaf) => ("tunnel.leaves", tunnel_spec.leaves().to_vec()),
+            Change::Remove if tunnel_spec.leaves().contains(&addr) => {
+                ("tunnel.leaves", tunnel_spec.leaves().to_vec())
+            }
+            Change::Remove => ("tunnel.peers", tunnel_spec.peers().to_vec()),
+        };
+        match change {
+            Change::Add(kind) => {
+                if tunnel_spec.peers().contains(&addr) || tunnel_spec.leaves().contains(&addr) {
+                    return Err(peer_error(PeerError::Exists(addr)));
+                }
+                tunnel.add_peer(addr, kind).await.map_err(peer_error)?;
+                list.push(addr);
+            }
+            Change::Remove => {
+                if !list.contains(&addr) {
+                    return Err(peer_error(PeerError::Unknown(addr)));
+                }
+                tunnel.remove_peer(addr).await.map_err(peer_error)?;
+                list.retain(|&other| other != addr);
+            }
+        }
+        let text: Vec<String> = list.iter().map(ToString::to_string).collect();
+        let network = self
+            .state
+            .networks
+            .get_mut(id)
+            .ok_or_else(|| BusError::UnknownNetwork { id: id.to_owned() })?;
+        let before = network.options.clone();
+        if text.is_empty() {
+            network.options.remove(option);
+        } else {
+            network
+                .options
+                .insert(option.to_owned(), Value::String(text.join(",")));
+        }
+        if let Err(err) = self.save() {
+            // The record stays as it was; so does the running tunnel.
+            if let Some(network) = self.state.networks.get_mut(id) {
+                network.options = before;
+            }
+            let tunnel = self.tunnels.get(id);
+            let undone = match (change, tunnel) {
+                (Change::Add(_), Some(tunnel)) => tunnel.remove_peer(addr).await,
+                (Change::Remove, Some(tunnel)) => {
+                    let kind = if option == "tunnel.leaves" {
+                        FarEnd::Leaf
+                    } else {
+                        FarEnd::Peer
+                    };
+                    tunnel.add_peer(addr, kind).await
+                }
+                (_, None) => Ok(()),
+            };
+            if let Err(undo) = undone {
+                tracing::error!(
+                    "network {}: undoing the tunnel change failed: {undo}",
+                    short(id)
+                );
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// What `vxbus tunnel add|remove` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add(FarEnd),
+    Remove,
+}
