@@ -128,7 +128,7 @@ impl fmt::Display for BusSpec {
 /// The options vxbus takes, for messages that list them.
 pub const KNOWN_OPTIONS: &str = "type, device, host_device, baudrate, baudrate_fd, txqueuelen, fd, \
      plugin.driver and plugin.<item>, tunnel.transport, tunnel.listen, tunnel.peers, tunnel.leaves, \
-     tunnel.batch_delay, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
+     tunnel.batch_delay, tunnel.key, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
 
 /// A refused network option. Each message names the option, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,7 +170,7 @@ fn invalid(name: &str, value: &str, allowed: impl Into<String>) -> OptionError {
 type Given<'a> = BTreeMap<&'a str, &'a str>;
 
 /// The option names vxbus reads, besides `plugin.<item>`.
-const NAMES: [&str; 16] = [
+const NAMES: [&str; 17] = [
     "type",
     "device",
     "host_device",
@@ -187,6 +187,7 @@ const NAMES: [&str; 16] = [
     "tunnel.peers",
     "tunnel.leaves",
     "tunnel.batch_delay",
+    "tunnel.key",
 ];
 
 /// Docker's own options that Docker also puts among a driver's (`-o`, or `default-network-opts`
@@ -394,8 +395,8 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
         peers.clone(),
         leaves.clone(),
         batch_delay,
-    );
-    spec.map(Some).map_err(|err| match err {
+    )
+    .map_err(|err| match err {
         SpecError::UdpNeedsListen => OptionError::Needs {
             name: "tunnel.transport".to_owned(),
             needs: "tunnel.listen",
@@ -406,7 +407,14 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
         },
         SpecError::PeerIsListen(addr) | SpecError::PeerTwice(addr) => refuse(list_of(addr), err),
         other => refuse("tunnel.peers", other),
-    })
+    })?;
+    match value("tunnel.key") {
+        Some(path) => spec
+            .with_key_file(path)
+            .map(Some)
+            .map_err(|err| refuse("tunnel.key", err)),
+        None => Ok(Some(spec)),
+    }
 }
 
 #[cfg(test)]
@@ -658,6 +666,8 @@ mod tests {
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1", "tunnel.leaves": "10.0.0.2:1"}), "option `tunnel.leaves`: `10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
             (json!({"tunnel.listen": "10.0.0.1:1", "tunnel.leaves": "10.0.0.1:1"}), "option `tunnel.leaves`: `10.0.0.1:1` is not allowed: 10.0.0.1:1 is the tunnel's own"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.batch_delay": "1s"}), "option `tunnel.batch_delay`: `1s` is not allowed: a delay such as"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.key": "body.key"}), "option `tunnel.key`: `body.key` is not allowed: an absolute path"),
+            (json!({"tunnel.transport": "tcp", "tunnel.listen": "0.0.0.0:1", "tunnel.key": "/k"}), "option `tunnel.key`: `/k` is not allowed: tunnel.key seals udp datagrams"),
         ];
         for (options, expected) in cases {
             let refusal = refusal(options.clone());

@@ -371,7 +371,8 @@ fn human(command: &Command, value: &Value) -> String {
     out
 }
 
-/// `vxbus tunnel list`: a line per tunnel, a line per far end.
+/// `vxbus tunnel list`: a line per tunnel, a line per far end. ERRORS are datagrams or streams
+/// not in cannelloni's format; REFUSED, sealed datagrams that failed (`tunnel.key`).
 fn tunnels_table(value: &Value) -> String {
     let mut out = String::new();
     let tunnels = value.as_object().into_iter().flatten();
@@ -387,7 +388,7 @@ fn tunnels_table(value: &Value) -> String {
             text(&tunnel["bus_tx_errors"]),
             text(&tunnel["foreign_datagrams"]),
         );
-        out += "  FAR END                ROLE    UP   SENT      RECEIVED  LOST    REORDERED  ERRORS  DROPPED  LAST SEEN\n";
+        out += "  FAR END                ROLE    UP   SENT      RECEIVED  LOST    REORDERED  ERRORS  REFUSED  DROPPED  LAST SEEN\n";
         for peer in tunnel["peers"].as_array().into_iter().flatten() {
             let role = match (text(&peer["role"]).as_str(), peer["vxbus"] == true) {
                 ("client", true) => "peer".to_owned(),
@@ -397,7 +398,7 @@ fn tunnels_table(value: &Value) -> String {
                 .as_f64()
                 .map_or("never".to_owned(), |secs| format!("{secs:.1} s ago"));
             out += &format!(
-                "  {:<22} {:<7} {:<4} {:<9} {:<9} {:<7} {:<10} {:<7} {:<8} {}\n",
+                "  {:<22} {:<7} {:<4} {:<9} {:<9} {:<7} {:<10} {:<7} {:<8} {:<8} {}\n",
                 text(&peer["address"]),
                 role,
                 if peer["connected"] == true {
@@ -410,6 +411,7 @@ fn tunnels_table(value: &Value) -> String {
                 text(&peer["lost"]),
                 text(&peer["reordered"]),
                 text(&peer["decode_errors"]),
+                text(&peer["auth_failures"]),
                 text(&peer["dropped"]),
                 seen,
             );

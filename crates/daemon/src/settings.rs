@@ -51,8 +51,8 @@ pub struct Settings {
     #[arg(long, env = "VXBUS_CONTROL_SOCKET")]
     pub control_socket: Option<PathBuf>,
 
-    /// With a command: print the daemon's answer as JSON.
-    #[arg(long)]
+    /// With a command: print the daemon's answer as JSON (before or after the command).
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// Without a command, vxbus runs the daemon; with one, it asks the running daemon.
@@ -142,6 +142,33 @@ impl fmt::Display for LogFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::{Command, TunnelAction};
+
+    #[test]
+    fn json_goes_before_or_after_a_command() {
+        for args in [
+            ["vxbus", "--json", "tunnel", "list", "body"],
+            ["vxbus", "tunnel", "list", "body", "--json"],
+        ] {
+            let settings = Settings::try_parse_from(args).unwrap();
+            assert!(settings.json, "{args:?}");
+            let list = TunnelAction::List {
+                network: Some("body".into()),
+            };
+            assert_eq!(settings.command, Some(Command::Tunnel { action: list }));
+        }
+        let add =
+            Settings::try_parse_from(["vxbus", "tunnel", "add", "body", "10.0.0.9:1", "--leaf"]);
+        let expected = TunnelAction::Add {
+            network: "body".into(),
+            address: "10.0.0.9:1".into(),
+            leaf: true,
+        };
+        assert_eq!(
+            add.unwrap().command,
+            Some(Command::Tunnel { action: expected })
+        );
+    }
 
     #[test]
     fn accepts_levels_in_any_case() {

@@ -5,12 +5,14 @@
 //! - [`spec`]: what a tunnel is asked to be, valid by construction.
 //! - [`Tunnel`]: one bus's tunnel, running: a member of the bus through a CAN socket on the
 //!   bus's host interface, beside the can-gw mesh; `udp` and `tcp` are its two engines.
+//! - [`seal`]: authenticated encryption between vxbus hosts (`tunnel.key`).
 //! - [`stats`]: its counters.
 //!
 //! Must not touch: links, rules, Docker or the daemon's state. The daemon creates the bus's
 //! host interface, starts a [`Tunnel`] on it and stops it before the interface goes.
 
 mod bus;
+pub mod seal;
 pub mod seq;
 pub mod spec;
 pub mod stats;

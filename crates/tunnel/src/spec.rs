@@ -4,7 +4,13 @@
 //!
 //! Owns: the rules for these values. Must not touch sockets.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
 
 /// How frames cross to the peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -64,6 +70,8 @@ pub struct TunnelSpec {
     peers: Vec<SocketAddr>,
     leaves: Vec<SocketAddr>,
     batch_delay: Duration,
+    /// The pre-shared key's file, as the daemon sees it (see [`crate::seal`]).
+    key_file: Option<PathBuf>,
 }
 
 /// A refused value, named by what it is about; the daemon adds the option's name.
@@ -83,6 +91,12 @@ pub enum SpecError {
     UdpNeedsListen,
     #[error("a tcp tunnel needs tunnel.listen, or tunnel.peers or tunnel.leaves to connect to")]
     TcpNeedsEnd,
+    #[error(
+        "an absolute path of a file of 64 hex digits, under the state directory /var/lib/vxbus"
+    )]
+    KeyPath,
+    #[error("tunnel.key seals udp datagrams between vxbus peers; a tcp tunnel cannot use it yet")]
+    KeyNeedsUdp,
 }
 
 /// An `IP:PORT` address, port not 0.
@@ -156,7 +170,25 @@ impl TunnelSpec {
             peers,
             leaves,
             batch_delay,
+            key_file: None,
         })
+    }
+
+    /// The same tunnel, its datagrams to and from vxbus peers sealed with the key in `path`.
+    pub fn with_key_file(mut self, path: &str) -> Result<TunnelSpec, SpecError> {
+        if self.transport != Transport::Udp {
+            return Err(SpecError::KeyNeedsUdp);
+        }
+        let path = Path::new(path);
+        if !path.is_absolute() || path.file_name().is_none() {
+            return Err(SpecError::KeyPath);
+        }
+        self.key_file = Some(path.to_owned());
+        Ok(self)
+    }
+
+    pub fn key_file(&self) -> Option<&Path> {
+        self.key_file.as_deref()
     }
 
     pub fn transport(&self) -> Transport {
@@ -193,7 +225,11 @@ impl fmt::Display for TunnelSpec {
                 write!(f, " tunnel.{name}={}", list.join(","))?;
             }
         }
-        write!(f, " tunnel.batch_delay={}us", self.batch_delay.as_micros())
+        write!(f, " tunnel.batch_delay={}us", self.batch_delay.as_micros())?;
+        if let Some(key) = &self.key_file {
+            write!(f, " tunnel.key={}", key.display())?;
+        }
+        Ok(())
     }
 }
 

@@ -29,6 +29,8 @@ pub struct PeerCounters {
     /// Datagrams or streams that were not cannelloni's format, or carried a frame vxbus
     /// refuses (each dropped whole).
     pub decode_errors: AtomicU64,
+    /// Sealed datagrams refused: another key, changed on the way, a replay, or not sealed.
+    pub auth_failures: AtomicU64,
     /// Frames not sent to this peer: its queue was full (a slow TCP peer), or sending failed.
     pub dropped: AtomicU64,
     /// TCP: connections made (a configured peer) or taken (a client).
@@ -103,6 +105,9 @@ pub struct PeerStats {
     pub lost: u64,
     pub reordered: u64,
     pub decode_errors: u64,
+    pub auth_failures: u64,
+    /// Datagrams to and from it are sealed (`tunnel.key`).
+    pub sealed: bool,
     pub dropped: u64,
     pub connects: u64,
     /// Seconds since the last bytes from the peer; none if it has sent nothing.
@@ -110,7 +115,12 @@ pub struct PeerStats {
 }
 
 impl PeerStats {
-    pub fn read(address: String, role: PeerRole, counters: &PeerCounters) -> PeerStats {
+    pub fn read(
+        address: String,
+        role: PeerRole,
+        sealed: bool,
+        counters: &PeerCounters,
+    ) -> PeerStats {
         let last = counters.last_seen_ms.load(Relaxed);
         let last_seen_secs = (last > 0).then(|| {
             let now = SystemTime::now()
@@ -131,6 +141,8 @@ impl PeerStats {
             lost: counters.lost.load(Relaxed),
             reordered: counters.reordered.load(Relaxed),
             decode_errors: counters.decode_errors.load(Relaxed),
+            auth_failures: counters.auth_failures.load(Relaxed),
+            sealed,
             dropped: counters.dropped.load(Relaxed),
             connects: counters.connects.load(Relaxed),
             last_seen_secs,

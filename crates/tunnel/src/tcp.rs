@@ -159,13 +159,7 @@ pub(crate) async fn run(
                         Ok(None) => {}
                         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(err) => {
-                            if error_log.ready() {
-                                let more = error_log.more();
-                                tracing::warn!(
-                                    "network {}: tunnel: reading the bus failed: {err}{more}",
-                                    shared.name
-                                );
-                            }
+                            error_log.warn(&shared.name, format_args!("reading the bus failed: {err}"));
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             break;
                         }
@@ -233,23 +227,17 @@ async fn serve(
         let (stream, from) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
-                if error_log.ready() {
-                    let more = error_log.more();
-                    tracing::warn!("network {}: tunnel: accept: {err}{more}", shared.name);
-                }
+                error_log.warn(&shared.name, format_args!("accept: {err}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         if clients.len() >= MAX_CLIENTS {
             shared.counters.refused_clients.fetch_add(1, Relaxed);
-            if error_log.ready() {
-                let more = error_log.more();
-                tracing::warn!(
-                    "network {}: tunnel: refused client {from}: {MAX_CLIENTS} are connected{more}",
-                    shared.name
-                );
-            }
+            error_log.warn(
+                &shared.name,
+                format_args!("refused client {from}: {MAX_CLIENTS} are connected"),
+            );
             continue;
         }
         let counters = shared.add_peer(from.to_string(), PeerRole::Client);

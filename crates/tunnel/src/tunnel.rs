@@ -37,6 +37,11 @@ pub enum StartError {
         interface: String,
         source: std::io::Error,
     },
+    #[error("key file {path}: {source}")]
+    Key {
+        path: String,
+        source: crate::seal::KeyError,
+    },
 }
 
 /// Why a peer was not added or removed.
@@ -114,6 +119,15 @@ impl Tunnel {
         interface: &str,
         spec: &TunnelSpec,
     ) -> Result<Tunnel, StartError> {
+        let key = spec
+            .key_file()
+            .map(|path| {
+                crate::seal::Key::read(path).map_err(|source| StartError::Key {
+                    path: path.display().to_string(),
+                    source,
+                })
+            })
+            .transpose()?;
         let bus = BusSocket::open(interface).map_err(|source| StartError::Bus {
             interface: interface.to_owned(),
             source,
@@ -129,7 +143,7 @@ impl Tunnel {
         let task = match (spec.transport(), spec.listen()) {
             (Transport::Udp, Some(addr)) => {
                 let socket = UdpSocket::bind(addr).await.map_err(listen_error(addr))?;
-                tokio::spawn(udp::run(shared.clone(), bus, socket, receiver))
+                tokio::spawn(udp::run(shared.clone(), bus, socket, key, receiver))
             }
             (Transport::Udp, None) => unreachable!("a udp TunnelSpec has a listening address"),
             (Transport::Tcp, listen) => {
@@ -180,7 +194,10 @@ impl Tunnel {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|entry| PeerStats::read(entry.address.clone(), entry.role, &entry.counters))
+            .map(|entry| {
+                let sealed = self.shared.spec.key_file().is_some() && entry.role == PeerRole::Peer;
+                PeerStats::read(entry.address.clone(), entry.role, sealed, &entry.counters)
+            })
             .collect();
         TunnelStats {
             transport: self.shared.spec.transport(),
@@ -218,7 +235,7 @@ impl Drop for Tunnel {
 pub(crate) struct Every {
     period: Duration,
     last: Option<Instant>,
-    pub suppressed: u64,
+    suppressed: u64,
 }
 
 impl Every {
@@ -231,7 +248,7 @@ impl Every {
     }
 
     /// Whether to log now; if not, the event is counted as suppressed.
-    pub fn ready(&mut self) -> bool {
+    fn ready(&mut self) -> bool {
         let now = Instant::now();
         if self.last.is_some_and(|last| now - last < self.period) {
             self.suppressed += 1;
@@ -241,8 +258,17 @@ impl Every {
         true
     }
 
+    /// Logs `network NAME: tunnel: MESSAGE` as a warning if it is time, saying how many were
+    /// held back since the last line.
+    pub fn warn(&mut self, name: &str, message: std::fmt::Arguments<'_>) {
+        if self.ready() {
+            let more = self.more();
+            tracing::warn!("network {name}: tunnel: {message}{more}");
+        }
+    }
+
     /// ` (and N more since the last line)`, then resets the count.
-    pub fn more(&mut self) -> String {
+    fn more(&mut self) -> String {
         let n = std::mem::take(&mut self.suppressed);
         if n == 0 {
             String::new()

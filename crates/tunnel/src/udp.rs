@@ -6,7 +6,8 @@
 //! Frames for a peer wait in its datagram until the loop has taken everything that was ready
 //! (bus and socket), then go out at once: an idle link sends each frame alone, a loaded one
 //! fills datagrams. With `tunnel.batch_delay`, a datagram waits up to that long to fill.
-//! Datagrams from addresses that are no peer are counted and dropped.
+//! Datagrams from addresses that are no peer are counted and dropped. With `tunnel.key`,
+//! datagrams to and from vxbus peers are sealed ([`crate::seal`]); leaves stay plain.
 //!
 //! Owns: the peers' datagram builders and sequence numbers. Must not touch other buses.
 
@@ -20,6 +21,7 @@ use tokio::{net::UdpSocket, sync::mpsc, time::Instant};
 
 use crate::{
     bus::BusSocket,
+    seal::{new_id, Key, OpenError, Opened, Opener, Sealer, NO_ONE, OVERHEAD},
     seq::{Arrival, SeqTracker},
     spec::FarEnd,
     stats::{PeerCounters, PeerRole},
@@ -34,6 +36,9 @@ const DRAIN: usize = 64;
 const SILENCE: Duration = Duration::from_secs(2);
 /// The largest datagram taken (UDP's own limit): the buffer is fixed.
 const RECEIVE_BUFFER: usize = 65_536;
+/// With a key: a vxbus peer that has had nothing from us for this long gets an empty datagram,
+/// so that it knows our id (and a peer that restarted learns it again).
+const KEEPALIVE: Duration = Duration::from_secs(1);
 
 struct Peer {
     addr: SocketAddr,
@@ -46,6 +51,11 @@ struct Peer {
     seq_out: u8,
     seq_in: SeqTracker,
     last_in: Option<Instant>,
+    /// With a key: this vxbus peer's replay window, its id (learned from what it sent), and
+    /// when we last sent it anything.
+    opener: Opener,
+    their_id: Option<u64>,
+    last_out: Option<Instant>,
 }
 
 struct Udp {
@@ -56,15 +66,22 @@ struct Udp {
     delay: Duration,
     foreign_log: Every,
     error_log: Every,
+    /// With `tunnel.key`: seals and opens the vxbus peers' datagrams.
+    sealer: Option<Sealer>,
+    /// This run's id, for sealed datagrams.
+    id: u64,
 }
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
     bus: BusSocket,
     socket: UdpSocket,
+    key: Option<Key>,
     mut commands: mpsc::Receiver<Command>,
 ) {
     let mut udp = Udp {
+        sealer: key.as_ref().map(Sealer::new),
+        id: new_id(),
         delay: shared.spec.batch_delay(),
         peers: Vec::new(),
         shared: shared.clone(),
@@ -80,6 +97,8 @@ pub(crate) async fn run(
         udp.add(addr, FarEnd::Leaf);
     }
     let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = udp.deadline();
         tokio::select! {
@@ -111,8 +130,13 @@ pub(crate) async fn run(
                 }
             }
             () = sleep_until(deadline), if deadline.is_some() => {}
+            _ = keepalive.tick(), if udp.sealer.is_some() => {}
         }
         udp.flush().await;
+        if udp.sealer.is_some() {
+            // A peer whose id was just learned is answered at once; the others when due.
+            udp.keep_alive().await;
+        }
     }
 }
 
@@ -130,11 +154,19 @@ impl Udp {
         };
         let counters = self.shared.add_peer(addr.to_string(), role);
         counters.connected.store(true, Relaxed);
+        // A sealed datagram must still fit an Ethernet frame.
+        let max = match (&self.sealer, kind) {
+            (Some(_), FarEnd::Peer) => MAX_DATAGRAM - OVERHEAD,
+            _ => MAX_DATAGRAM,
+        };
         self.peers.push(Peer {
+            opener: Opener::default(),
+            their_id: None,
+            last_out: None,
             addr,
             vxbus: kind == FarEnd::Peer,
             counters,
-            pending: DatagramBuilder::new(MAX_DATAGRAM),
+            pending: DatagramBuilder::new(max),
             since: None,
             seq_out: 0,
             seq_in: SeqTracker::default(),
@@ -183,13 +215,10 @@ impl Udp {
             }
             Ok(None) => {}
             Err(err) => {
-                if self.error_log.ready() {
-                    let more = self.error_log.more();
-                    tracing::warn!(
-                        "network {}: tunnel: reading the bus failed: {err}{more}",
-                        self.shared.name
-                    );
-                }
+                self.error_log.warn(
+                    &self.shared.name,
+                    format_args!("reading the bus failed: {err}"),
+                );
                 // The interface may be down or gone: the next read would fail at once.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -207,18 +236,46 @@ impl Udp {
         };
         let Some(at) = self.peers.iter().position(|peer| peer.addr == from) else {
             self.shared.counters.foreign_datagrams.fetch_add(1, Relaxed);
-            if self.foreign_log.ready() {
-                let more = self.foreign_log.more();
-                tracing::warn!(
-                    "network {}: tunnel: dropped a datagram from {from}, which is no peer{more}",
-                    self.shared.name
-                );
-            }
+            self.foreign_log.warn(
+                &self.shared.name,
+                format_args!("dropped a datagram from {from}, which is no peer"),
+            );
             return;
         };
         let bytes = buf.get(..len).unwrap_or_default();
         let now = Instant::now();
         let peer = &mut self.peers[at];
+        let opened;
+        let bytes = match (&self.sealer, peer.vxbus) {
+            (Some(sealer), true) => {
+                let checked = sealer.open(bytes).and_then(|opened| {
+                    check_sealed(self.id, &opened)?;
+                    peer.opener.take(opened.counter)?;
+                    Ok(opened)
+                });
+                match checked {
+                    Ok(checked) => {
+                        if peer.their_id != Some(checked.from) {
+                            // A peer heard from for the first time, or after its restart: it
+                            // learns our id from the answer, sent at once.
+                            peer.their_id = Some(checked.from);
+                            peer.last_out = None;
+                        }
+                        opened = checked.plain;
+                        &opened[..]
+                    }
+                    Err(err) => {
+                        peer.counters.auth_failures.fetch_add(1, Relaxed);
+                        self.error_log.warn(
+                            &self.shared.name,
+                            format_args!("refused a datagram from peer {from}: {err}"),
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => bytes,
+        };
         peer.counters.seen_now();
         PeerCounters::add(&peer.counters.rx_bytes, len);
         if peer.last_in.is_some_and(|last| now - last > SILENCE) {
@@ -229,13 +286,10 @@ impl Udp {
             Ok(datagram) => datagram,
             Err(err) => {
                 peer.counters.decode_errors.fetch_add(1, Relaxed);
-                if self.error_log.ready() {
-                    let more = self.error_log.more();
-                    tracing::warn!(
-                        "network {}: tunnel: dropped a datagram from {from}: {err}{more}",
-                        self.shared.name
-                    );
-                }
+                self.error_log.warn(
+                    &self.shared.name,
+                    format_args!("dropped a datagram from {from}: {err}"),
+                );
                 return;
             }
         };
@@ -256,6 +310,19 @@ impl Udp {
         }
     }
 
+    /// With a key: an empty datagram to each vxbus peer that has had nothing from us for
+    /// [`KEEPALIVE`] (or whose id we just learned), so that it knows ours.
+    async fn keep_alive(&mut self) {
+        let now = Instant::now();
+        for at in 0..self.peers.len() {
+            let peer = &self.peers[at];
+            let due = peer.last_out.is_none_or(|last| now - last >= KEEPALIVE);
+            if peer.vxbus && peer.since.is_none() && due {
+                self.send(at).await;
+            }
+        }
+    }
+
     /// Puts `frame` in the datagram of every far end it must reach: all of them for a frame from
     /// the bus; for one from far end `from`, all others but, if `from` is a vxbus peer, the other
     /// vxbus peers. A full datagram goes out first.
@@ -264,6 +331,11 @@ impl Udp {
         let from_vxbus = from.is_some_and(|from| self.peers[from].vxbus);
         for at in 0..self.peers.len() {
             if Some(at) == from || (from_vxbus && self.peers[at].vxbus) {
+                continue;
+            }
+            if self.sealer.is_some() && self.peers[at].vxbus && self.peers[at].their_id.is_none() {
+                // A sealed peer not heard from yet: frames to it could not be bound to it.
+                self.peers[at].counters.dropped.fetch_add(1, Relaxed);
                 continue;
             }
             if !self.peers[at].pending.fits(frame) {
@@ -292,9 +364,13 @@ impl Udp {
     async fn send(&mut self, at: usize) {
         let peer = &mut self.peers[at];
         let count = usize::from(peer.pending.count());
-        let datagram = peer.pending.finish(peer.seq_out);
+        let mut datagram = peer.pending.finish(peer.seq_out).to_vec();
         peer.seq_out = peer.seq_out.wrapping_add(1);
         peer.since = None;
+        if let (Some(sealer), true) = (&mut self.sealer, peer.vxbus) {
+            datagram = sealer.seal(self.id, peer.their_id.unwrap_or(NO_ONE), &datagram);
+            peer.last_out = Some(Instant::now());
+        }
         match self.socket.send_to(&datagram, peer.addr).await {
             Ok(sent) => {
                 PeerCounters::add(&peer.counters.tx_frames, count);
@@ -302,15 +378,24 @@ impl Udp {
             }
             Err(err) => {
                 PeerCounters::add(&peer.counters.dropped, count);
-                if self.error_log.ready() {
-                    let more = self.error_log.more();
-                    tracing::warn!(
-                        "network {}: tunnel: sending to {} failed: {err}{more}",
-                        self.shared.name,
-                        peer.addr
-                    );
-                }
+                self.error_log.warn(
+                    &self.shared.name,
+                    format_args!("sending to {} failed: {err}", peer.addr),
+                );
             }
         }
     }
+}
+
+/// Whether an authentic sealed datagram is ours to take: addressed to us (or, empty, to no one
+/// yet), and not one of ours played back to us.
+fn check_sealed(id: u64, opened: &Opened) -> Result<(), OpenError> {
+    if opened.from == id || (opened.to != id && opened.to != NO_ONE) {
+        return Err(OpenError::NotForUs);
+    }
+    // A cannelloni datagram's frame count is its bytes 3 and 4.
+    if opened.to == NO_ONE && opened.plain.get(3..5) != Some(&[0, 0][..]) {
+        return Err(OpenError::Unaddressed);
+    }
+    Ok(())
 }

@@ -68,6 +68,13 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// A key file of 64 hex digits of `digit`, in a directory that goes when the test ends.
+fn key_file(dir: &tempfile::TempDir, digit: char) -> String {
+    let path = dir.path().join(format!("{digit}.key"));
+    std::fs::write(&path, digit.to_string().repeat(64)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 fn spec(transport: Transport, listen: Option<u16>, peers: &[u16], leaves: &[u16]) -> TunnelSpec {
     TunnelSpec::new(
         transport,
@@ -382,6 +389,102 @@ async fn tcp_takes_many_clients_and_reconnects() {
     assert!(b_view.connects >= 2, "{b_view:?}");
     sender_b.write_frame(&classic(0x30, &[3])).await.unwrap();
     assert_eq!(heard(&on_a).await, ["030#03"]);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_udp_between_vxbus_hosts_and_plain_to_leaves() {
+    if !kernel_has_can() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let (va, vb) = (Vcan::new("kt-sa"), Vcan::new("kt-sb"));
+    // A and B share a key; 21303 is listed as A's peer but is a plain socket (an impostor, or a
+    // cannelloni end wrongly listed as a peer); 21311 is a leaf.
+    let sealed = |listen, peers: &[u16], leaves: &[u16], key| {
+        spec(Transport::Udp, Some(listen), peers, leaves)
+            .with_key_file(&key_file(&keys, key))
+            .unwrap()
+    };
+    let a = Tunnel::start("a", va.0, &sealed(21301, &[21302, 21303], &[21311], 'a'))
+        .await
+        .unwrap();
+    let b = Tunnel::start("b", vb.0, &sealed(21302, &[21301], &[], 'a'))
+        .await
+        .unwrap();
+    let impostor = UdpSocket::bind(addr(21303)).await.unwrap();
+    let leaf = UdpSocket::bind(addr(21311)).await.unwrap();
+    let (on_a, on_b) = (
+        CanFdSocket::open(va.0).unwrap(),
+        CanFdSocket::open(vb.0).unwrap(),
+    );
+    let sender_a = CanFdSocket::open(va.0).unwrap();
+    // The impostor gets what a peer not heard from gets: empty sealed datagrams, once a second.
+    let mut buf = [0u8; 2048];
+    let len = timeout(Duration::from_secs(3), impostor.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(buf[0], vxbus_tunnel::seal::SEALED);
+    assert!(
+        decode_datagram(&buf[..len]).is_err(),
+        "sealed is not plain cannelloni"
+    );
+    // A and B have learned each other's ids by now (each answers the other's first datagram).
+    sender_a
+        .write_frame(&classic(0x123, &[0x5e]))
+        .await
+        .unwrap();
+    assert_eq!(
+        heard(&on_b).await,
+        ["123#5E"],
+        "B opens A's sealed datagram"
+    );
+    assert_eq!(datagrams(&leaf).await, ["123#5E"], "the leaf gets it plain");
+
+    // A plain datagram from a peer's address is refused; so is A's own datagram played back.
+    let plain = datagram(0, &[Frame::classic(0x666, &[6]).unwrap()]);
+    impostor.send_to(&plain, addr(21301)).await.unwrap();
+    let replay = buf[..len].to_vec();
+    impostor.send_to(&replay, addr(21301)).await.unwrap();
+    assert_eq!(heard(&on_a).await, ["123#5E"], "A's own frame only");
+    let stats = a.stats();
+    let impostor_stats = peer(&stats, "127.0.0.1:21303");
+    assert_eq!(impostor_stats.auth_failures, 2);
+    assert!(impostor_stats.sealed);
+    assert!(
+        impostor_stats.dropped >= 1,
+        "frames to a peer not heard from are dropped"
+    );
+    assert!(!peer(&stats, "127.0.0.1:21311").sealed);
+    assert_eq!(stats.bus_tx_frames, 0);
+
+    // B with another key: A refuses what B sends, and B what A sends.
+    b.stop().await;
+    let b = Tunnel::start("b", vb.0, &sealed(21302, &[21301], &[], 'b'))
+        .await
+        .unwrap();
+    let sender_b = CanFdSocket::open(vb.0).unwrap();
+    sender_b.write_frame(&classic(0x200, &[2])).await.unwrap();
+    assert_eq!(heard(&on_a).await, Vec::<String>::new());
+    sender_a.write_frame(&classic(0x124, &[4])).await.unwrap();
+    assert_eq!(heard(&on_b).await, ["200#02"], "B's own frame only");
+    assert!(peer(&a.stats(), "127.0.0.1:21302").auth_failures >= 1);
+    assert!(peer(&b.stats(), "127.0.0.1:21301").auth_failures >= 1);
+
+    // A key file that is not one is refused at start, naming it.
+    let bad = keys.path().join("bad.key");
+    std::fs::write(&bad, "not a key").unwrap();
+    let refused = spec(Transport::Udp, Some(21309), &[], &[])
+        .with_key_file(bad.to_str().unwrap())
+        .unwrap();
+    let started = Tunnel::start("x", va.0, &refused).await;
+    assert!(
+        matches!(started, Err(StartError::Key { .. })),
+        "{:?}",
+        started.err()
+    );
     a.stop().await;
     b.stop().await;
 }

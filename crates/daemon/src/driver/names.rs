@@ -1,6 +1,6 @@
 //! The names vxbus gives the links it makes, and how it knows its own: `vxbh<id>` (a member's
 //! vxcan host end), `vxbc<id>` (the peer Docker moves into the container), `vxbn<id>` (the vcan
-//! made for a plugin's bus without `host_device`), `<id>` being the first 10 hex digits of
+//! made for a bus with a plugin or a tunnel and without `host_device`), `<id>` being the first 10 hex digits of
 //! Docker's endpoint or network ID.
 //!
 //! Owns: those names (pure functions). Must not touch the kernel.
@@ -14,7 +14,7 @@ use super::BusError;
 pub const HOST_END_PREFIX: &str = "vxbh";
 /// Name prefix of the vxcan end Docker moves into the container.
 pub const PEER_PREFIX: &str = "vxbc";
-/// Name prefix of the vcan vxbus makes for a bus whose plugin needs a host-side interface and
+/// Name prefix of the vcan vxbus makes for a bus whose plugin or tunnel needs a host-side interface and
 /// that has no `host_device`; the network ID's first 10 hex digits follow.
 pub const PLUGIN_HOST_PREFIX: &str = "vxbn";
 /// How many hex digits of the endpoint ID follow the prefix (4 + 10 = 14 bytes).

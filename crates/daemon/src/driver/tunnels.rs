@@ -28,6 +28,11 @@ pub(super) fn refusal(err: StartError) -> BusError {
             value: addr.to_string(),
             allowed: format!("an address this host can listen on, but: {source}"),
         }),
+        StartError::Key { path, source } => BusError::Option(OptionError::Invalid {
+            name: "tunnel.key".to_owned(),
+            value: path,
+            allowed: format!("a key file the plugin can read (under /var/lib/vxbus), but {source}"),
+        }),
         other => BusError::Failed(other.into()),
     }
 }

@@ -1,0 +1,314 @@
+//! Authenticated encryption between vxbus hosts (`tunnel.key`), for a bus that crosses a network
+//! nobody trusts: each UDP datagram to or from a vxbus peer is sealed with XChaCha20-Poly1305
+//! (RustCrypto's `chacha20poly1305`) under a pre-shared 256-bit key. Leaves (plain cannelloni)
+//! stay plain: they could not read it.
+//!
+//! A sealed datagram: [`SEALED`] (a first byte cannelloni's decoder drops, as it is not its
+//! version 2), the sender's id and the receiver's (8 bytes each: random per run of a tunnel), the
+//! 24-byte nonce, then the cannelloni datagram encrypted, with its 16-byte tag; the header is
+//! authenticated too. The nonce's first 8 bytes are a counter (the sender's clock in
+//! microseconds, kept increasing), the other 16 random.
+//!
+//! The receiver refuses (the `udp` module applies this):
+//! - a datagram addressed to another id: one meant for another host, or for an earlier run of
+//!   this one, played to it; or its own, played back to it. A sender learns a peer's id from the
+//!   peer's datagrams, and until then sends it only empty datagrams addressed to no one, which
+//!   carry no frames and only make themselves known;
+//! - a counter it has taken from that peer, or one older than the 64 before the highest (a
+//!   replay), and, after its own restart, one more than [`MAX_SKEW`] away from its clock, so a
+//!   recorded datagram cannot be played back later. This takes the hosts' clocks to agree within
+//!   a minute (NTP). A sender's counters rise across its restarts with its clock.
+//!
+//! Owns: the sealed format and the replay window. Must not touch sockets.
+
+use std::{
+    fmt,
+    path::Path,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use chacha20poly1305::{
+    aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
+    XChaCha20Poly1305, XNonce,
+};
+
+/// The first byte of a sealed datagram.
+pub const SEALED: u8 = 0xe5;
+const ID_LEN: usize = 8;
+const HEADER_LEN: usize = 1 + 2 * ID_LEN;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// What sealing adds to a datagram.
+pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+/// The receiver id of a datagram sent before its receiver's id is known: it may carry no frames.
+pub const NO_ONE: u64 = 0;
+/// How far a first datagram's counter may be from the receiver's clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(60);
+/// Counters below the highest seen that are still taken, once each (datagrams reordered).
+const WINDOW: u64 = 64;
+
+/// A pre-shared key, read from a file of 64 hex digits (`openssl rand -hex 32`).
+#[derive(Clone)]
+pub struct Key([u8; 32]);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// Why a key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("it must hold 64 hex digits (32 random bytes, such as `openssl rand -hex 32` writes)")]
+    Format,
+}
+
+impl Key {
+    pub fn from_hex(text: &str) -> Result<Key, KeyError> {
+        let text = text.trim();
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(KeyError::Format);
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            let digits = text.get(2 * i..2 * i + 2).ok_or(KeyError::Format)?;
+            *byte = u8::from_str_radix(digits, 16).map_err(|_| KeyError::Format)?;
+        }
+        Ok(Key(key))
+    }
+
+    pub fn read(path: &Path) -> Result<Key, KeyError> {
+        Key::from_hex(&std::fs::read_to_string(path)?)
+    }
+}
+
+/// Why a sealed datagram was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("not sealed (a vxbus peer must seal its datagrams when the bus has tunnel.key)")]
+    NotSealed,
+    #[error("sealed with another key, or changed on the way")]
+    Forged,
+    #[error("a replay (a counter already taken, or too old)")]
+    Replay,
+    #[error("its clock is more than a minute from ours")]
+    Skew,
+    #[error("addressed to another host, or to an earlier run of this one")]
+    NotForUs,
+    #[error("frames in a datagram addressed to no one")]
+    Unaddressed,
+}
+
+/// A datagram opened: who sent it, to whom, its counter and the cannelloni datagram inside.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub from: u64,
+    pub to: u64,
+    pub counter: u64,
+    pub plain: Vec<u8>,
+}
+
+/// A random id for one run of a tunnel (never [`NO_ONE`]).
+pub fn new_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&XChaCha20Poly1305::generate_nonce(&mut OsRng)[..8]);
+    u64::from_be_bytes(bytes).max(1)
+}
+
+fn now_micros() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Seals datagrams to the peers of one tunnel.
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+    last: u64,
+}
+
+impl Sealer {
+    pub fn new(key: &Key) -> Sealer {
+        Sealer {
+            cipher: XChaCha20Poly1305::new(&key.0.into()),
+            last: 0,
+        }
+    }
+
+    /// Seals `datagram` from `from` to `to` (or [`NO_ONE`]).
+    pub fn seal(&mut self, from: u64, to: u64, datagram: &[u8]) -> Vec<u8> {
+        self.last = now_micros().max(self.last + 1);
+        let mut nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        nonce[..8].copy_from_slice(&self.last.to_be_bytes());
+        let mut out = Vec::with_capacity(OVERHEAD + datagram.len());
+        out.push(SEALED);
+        out.extend_from_slice(&from.to_be_bytes());
+        out.extend_from_slice(&to.to_be_bytes());
+        let payload = Payload {
+            msg: datagram,
+            aad: &out,
+        };
+        // Encryption fails only for a message longer than the cipher's limit (256 GiB).
+        let sealed = self.cipher.encrypt(&nonce, payload).unwrap_or_default();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a sealed datagram: authentic, or an error. Who it is for and whether its counter
+    /// is new are the caller's to check (with [`Opener::take`]).
+    pub fn open(&self, datagram: &[u8]) -> Result<Opened, OpenError> {
+        let (Some(&SEALED), Some(header), Some(nonce), Some(sealed)) = (
+            datagram.first(),
+            datagram.get(..HEADER_LEN),
+            datagram.get(HEADER_LEN..HEADER_LEN + NONCE_LEN),
+            datagram.get(HEADER_LEN + NONCE_LEN..),
+        ) else {
+            return Err(OpenError::NotSealed);
+        };
+        if sealed.len() < TAG_LEN {
+            return Err(OpenError::NotSealed);
+        }
+        let payload = Payload {
+            msg: sealed,
+            aad: header,
+        };
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), payload)
+            .map_err(|_| OpenError::Forged)?;
+        let word = |bytes: Option<&[u8]>| -> Result<u64, OpenError> {
+            let bytes: [u8; 8] = bytes
+                .and_then(|b| b.try_into().ok())
+                .ok_or(OpenError::Forged)?;
+            Ok(u64::from_be_bytes(bytes))
+        };
+        Ok(Opened {
+            from: word(header.get(1..1 + ID_LEN))?,
+            to: word(header.get(1 + ID_LEN..HEADER_LEN))?,
+            counter: word(nonce.get(..8))?,
+            plain,
+        })
+    }
+}
+
+/// Opens one peer's sealed datagrams, and remembers which counters it took.
+#[derive(Default)]
+pub struct Opener {
+    highest: Option<u64>,
+    /// Bit i: counter `highest - i` was taken.
+    seen: u64,
+}
+
+impl Opener {
+    /// Takes `counter` if it is new and not too old, now; authenticated datagrams only come here.
+    pub fn take(&mut self, counter: u64) -> Result<(), OpenError> {
+        self.take_at(counter, now_micros())
+    }
+
+    fn take_at(&mut self, counter: u64, now: u64) -> Result<(), OpenError> {
+        let Some(highest) = self.highest else {
+            let skew = u64::try_from(MAX_SKEW.as_micros()).unwrap_or(u64::MAX);
+            if counter.abs_diff(now) > skew {
+                return Err(OpenError::Skew);
+            }
+            self.highest = Some(counter);
+            self.seen = 1;
+            return Ok(());
+        };
+        if counter > highest {
+            let shift = counter - highest;
+            self.seen = if shift >= WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.highest = Some(counter);
+            return Ok(());
+        }
+        let back = highest - counter;
+        if back >= WINDOW || self.seen & (1 << back) != 0 {
+            return Err(OpenError::Replay);
+        }
+        self.seen |= 1 << back;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: char) -> Key {
+        Key::from_hex(&byte.to_string().repeat(64)).unwrap()
+    }
+
+    #[test]
+    fn sealed_datagrams_open_only_with_the_key_and_say_who_and_when() {
+        let mut sealer = Sealer::new(&key('a'));
+        let other = Sealer::new(&key('b'));
+        let datagram = [2, 0, 0, 0, 1, 0, 0, 1, 0x23, 1, 0x11];
+        let sealed = sealer.seal(7, 9, &datagram);
+        assert_eq!(sealed.len(), datagram.len() + OVERHEAD);
+        assert_eq!(sealed[0], SEALED);
+        let opened = sealer.open(&sealed).unwrap();
+        assert_eq!(
+            (opened.from, opened.to, &opened.plain[..]),
+            (7, 9, &datagram[..])
+        );
+        assert!(opened.counter.abs_diff(now_micros()) < 10_000_000);
+        assert!(
+            sealer.seal(7, 9, &datagram) != sealed,
+            "a new nonce each time"
+        );
+        assert_eq!(other.open(&sealed), Err(OpenError::Forged));
+        // The ids are authenticated: a datagram readdressed does not open.
+        let mut readdressed = sealed.clone();
+        readdressed[16] ^= 1;
+        assert_eq!(sealer.open(&readdressed), Err(OpenError::Forged));
+        let mut changed = sealed.clone();
+        changed[60] ^= 1;
+        assert_eq!(sealer.open(&changed), Err(OpenError::Forged));
+        assert_eq!(sealer.open(&datagram), Err(OpenError::NotSealed));
+        assert_eq!(sealer.open(&sealed[..40]), Err(OpenError::NotSealed));
+        assert_ne!(new_id(), NO_ONE);
+    }
+
+    #[test]
+    fn the_window_takes_late_datagrams_once() {
+        let mut opener = Opener::default();
+        let now = 1_000_000_000;
+        assert_eq!(opener.take_at(now, now), Ok(()));
+        assert_eq!(opener.take_at(now + 5, now), Ok(()));
+        assert_eq!(
+            opener.take_at(now + 2, now),
+            Ok(()),
+            "late, within the window"
+        );
+        assert_eq!(opener.take_at(now + 2, now), Err(OpenError::Replay));
+        assert_eq!(opener.take_at(now + 5, now), Err(OpenError::Replay));
+        assert_eq!(opener.take_at(now + 200, now), Ok(()));
+        assert_eq!(
+            opener.take_at(now + 100, now),
+            Err(OpenError::Replay),
+            "older than the window"
+        );
+        // A first datagram far from the clock: a recording played back after a restart.
+        let mut fresh = Opener::default();
+        let skew = u64::try_from(MAX_SKEW.as_micros()).unwrap();
+        assert_eq!(fresh.take_at(now - skew - 1, now), Err(OpenError::Skew));
+    }
+
+    #[test]
+    fn key_files_are_64_hex_digits() {
+        assert!(Key::from_hex(&format!("{}\n", "0f".repeat(32))).is_ok());
+        for bad in ["", "0f", &"0g".repeat(32), &"0f".repeat(33)] {
+            assert!(matches!(Key::from_hex(bad), Err(KeyError::Format)), "{bad}");
+        }
+    }
+}
