@@ -5,7 +5,7 @@
 # path-like ids fail `docker network create` with a message and leave nothing behind. An external
 # plugin on a host socket gets start and stop with RemotiveBus's JSON; one that never answers
 # fails the create after the 5 s timeout.
-# engines: newest oldest
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 logs=/var/lib/vxbus/plugin-data/logger

@@ -52,14 +52,14 @@ expect_eq() { # ACTUAL EXPECTED [WHAT]
   [[ $1 == "$2" ]] || fail "${3:-value}: expected '$2', got '$1'"
 }
 
-wait_until() { # SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s
-  local seconds=$1 what=$2 i
+wait_until() { # SECONDS WHAT COMMAND...: polls COMMAND every 0.2 s (a slow COMMAND, less often)
+  local seconds=$1 what=$2 deadline
   shift 2
-  for ((i = 0; i < seconds * 5; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
+  deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "$what: not within ${seconds} s"
     sleep 0.2
   done
-  fail "$what: not within ${seconds} s"
 }
 
 # dockerd's log, where the plugin's stdout and stderr land. Take a mark before an action and

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# One bus on two Docker hosts, joined by vxbus's tunnel in cannelloni's format, with plain
+# cannelloni ends on it. Host B is a second dockerd with its own vxbus in a network namespace of
+# the VM (hostb.sh), 10.99.0.2 across a veth from host A's 10.99.0.1.
+# - UDP: a container on each host and a UDP cannelloni leaf on A: every frame (classic, FD) reaches
+#   every other member exactly once, in order, never back to its sender; a stranger's datagram is
+#   dropped and counted; the counters match what was sent; a leaf added with `vxbus tunnel` is
+#   recorded in the state, and removed again; a port in use is refused at create.
+# - TCP (fd=false): host B connects to A, and so do two clients of can-cannelloni (the python-can
+#   backend from PyPI): one port, many clients. A's daemon is killed; dockerd restarts it, the
+#   tunnel comes back from the state, and B and the clients connect again by themselves.
+# - Removing the networks leaves no socket, link, rule or state entry on either host.
+# engines: newest
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/hostb.sh"
+vxbus=$VXBUS_REPO/target/release/vxbus
+peer=$VXBUS_REPO/tests/e2e/cannelloni.py
+work=$(mktemp -d)
+on_exit "pkill -f $peer; rm -rf $work"
+
+step "host B: a second Docker host with its own vxbus"
+hostb_start
+
+step "UDP: bus 'body' on both hosts, a container on each, a cannelloni leaf on A"
+docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20000 -o tunnel.peers=$B_IP:20000 \
+  -o tunnel.leaves=$A_IP:20001 body >/dev/null
+on_failure docker network rm body
+b network create -d "$PLUGIN" -o tunnel.listen=$B_IP:20000 -o tunnel.peers=$A_IP:20000 body >/dev/null
+run_containers body ecu-a &
+started_a=$!
+DOCKER_HOST=$B_HOST run_containers body ecu-b
+wait "$started_a" || fail "ecu-a did not start"
+on_failure docker rm -f ecu-a
+python3 "$peer" udp $A_IP:20001 $A_IP:20000 "$work/leaf" &
+listeners a:can0:ecu-a
+DOCKER_HOST=$B_HOST listeners b:can0:ecu-b
+wait_until 20 "the leaf to listen" test -e "$work/leaf.ready"
+
+at_least() { # FILE N: FILE has N lines or more
+  [[ -e $1 ]] && (($(wc -l <"$1") >= $2))
+}
+from_b=$'200#B0\n201#B1B1\n2A0##4B2B2B2B2B2B2B2B2B2B2B2B2'
+from_leaf=$'300#1E\n3A0##51E1E1E1E1E1E1E1E'
+docker exec ecu-a sh -c "$(send_frames 3 2 can0)"
+wait_until 20 "the leaf to get A's 5 frames" at_least "$work/leaf" 5
+b exec ecu-b sh -c "for f in $(tr '\n' ' ' <<<"$from_b"); do cansend can0 \$f; done"
+wait_until 20 "the leaf to get B's 3 frames" at_least "$work/leaf" 8
+echo "$from_leaf" >"$work/leaf.send"
+# A stranger sends from a port that is no peer's.
+python3 "$peer" send-from $A_IP:20009 $A_IP:20000 '7FF#FF'
+expect_frames a "$(frames 3 2)"$'\n'"$from_b"$'\n'"$from_leaf"
+DOCKER_HOST=$B_HOST expect_frames b "$(frames 3 2)"$'\n'"$from_b"$'\n'"$from_leaf"
+sleep 0.5
+expect_eq "$(cat "$work/leaf")" "$(frames 3 2)"$'\n'"$from_b" "what the leaf got (never its own frames)"
+ok "every member got every other member's frames once, in order"
+
+step "the counters say the same (vxbus tunnel list --json, on both hosts)"
+a_stats=$("$vxbus" tunnel list body --json)
+b_stats=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json)
+far() { jq -c --arg at "$2" '.[].peers[] | select(.address == $at) | [.role, .tx_frames, .rx_frames, .lost, .decode_errors]' <<<"$1"; }
+expect_eq "$(far "$a_stats" $B_IP:20000)" '["peer",7,3,0,0]' "A's counters for B (to: A's 5 + the leaf's 2; from: B's 3)"
+expect_eq "$(far "$a_stats" $A_IP:20001)" '["leaf",8,2,0,0]' "A's counters for the leaf"
+expect_eq "$(far "$b_stats" $A_IP:20000)" '["peer",3,7,0,0]' "B's counters for A"
+expect_eq "$(jq -c '.[] | [.bus_rx_frames, .bus_tx_frames, .foreign_datagrams]' <<<"$a_stats")" '[5,5,1]' \
+  "A's bus counters (read 5 from the bus, wrote 5 to it) and the stranger's datagram"
+"$vxbus" tunnel list body | grep -qE "^  $A_IP:20001 +leaf +yes +8 +2 " ||
+  fail "vxbus tunnel list shows no line for the leaf with its counters:"$'\n'"$("$vxbus" tunnel list body)"
+
+step "netem drops 30% of A's datagrams to B: B's loss counter sees it"
+modprobe sch_netem
+tc qdisc add dev vxt-a root netem loss 30%
+on_exit "tc qdisc del dev vxt-a root 2>/dev/null"
+lost_before=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].lost')
+# One frame a datagram: the link is idle between cansends.
+docker exec ecu-a sh -c 'i=0; while [ $i -lt 60 ]; do cansend can0 7A0#$(printf %02X $i); i=$((i + 1)); done'
+tc qdisc del dev vxt-a root
+sleep 1
+b_after=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq -c '.[].peers[0] | [.lost, .rx_frames]')
+lost=$(($(jq '.[0]' <<<"$b_after") - lost_before)) got=$(($(jq '.[1]' <<<"$b_after") - 7))
+echo "B counted $lost datagram(s) lost and got $got of 60 frames"
+((lost > 0 && got < 60)) ||
+  fail "B's counters after 30% loss: $lost lost, $got of 60 frames received"
+
+step "vxbus tunnel add/remove: a leaf on the running bus, recorded in the state"
+leaves() { jq -r '.networks[].options["tunnel.leaves"] // empty' /var/lib/vxbus/state.json; }
+"$vxbus" tunnel add body $A_IP:20002 --leaf >/dev/null
+expect_eq "$(leaves)" "$A_IP:20001,$A_IP:20002" "tunnel.leaves in the state after add"
+added_twice=$("$vxbus" tunnel add body $A_IP:20002 --leaf 2>&1) && fail "a second add succeeded"
+expect_contains "$added_twice" "already" "a second add"
+"$vxbus" tunnel remove body $A_IP:20002 >/dev/null
+expect_eq "$(leaves)" "$A_IP:20001" "tunnel.leaves in the state after remove"
+links_before=$(vxbus_links)
+in_use=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20000 other 2>&1) &&
+  fail "a second network listening on $A_IP:20000 was created"
+expect_contains "$in_use" "option \`tunnel.listen\`: \`$A_IP:20000\` is not allowed" "a port in use"
+expect_eq "$(vxbus_links)" "$links_before" "vxbus's links after the refused create"
+
+step "tunnel.key: what the two vxbus hosts send each other is sealed; a missing key file is refused"
+mkdir -p /var/lib/vxbus/keys "$B_STATE/keys"
+on_exit "rm -rf /var/lib/vxbus/keys"
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >/var/lib/vxbus/keys/secure.key
+cp /var/lib/vxbus/keys/secure.key "$B_STATE/keys/"
+# The path is the one the plugin sees: each host's state directory is its /var/lib/vxbus.
+key=/var/lib/vxbus/keys/secure.key
+docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20200 -o tunnel.peers=$B_IP:20200 \
+  -o tunnel.key=$key secure >/dev/null
+on_failure docker network rm secure
+b network create -d "$PLUGIN" -o tunnel.listen=$B_IP:20200 -o tunnel.peers=$A_IP:20200 \
+  -o tunnel.key=$key secure >/dev/null
+secure_id=$(docker network inspect -f '{{.Id}}' secure)
+cansend "vxbn${secure_id:0:10}" 5EC#01
+cansend "vxbn${secure_id:0:10}" 5EC#02
+b_opened() { # B took A's 2 sealed frames, refusing none
+  [[ $(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list secure --json |
+    jq -c '.[].peers[0] | [.sealed, .rx_frames, .auth_failures]') == '[true,2,0]' ]]
+}
+wait_until 10 "B to open A's 2 sealed frames" b_opened
+no_key=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20201 \
+  -o tunnel.key=/var/lib/vxbus/keys/none.key nokey 2>&1) && fail "a network with a missing key file was created"
+expect_contains "$no_key" "option \`tunnel.key\`: \`/var/lib/vxbus/keys/none.key\` is not allowed" "a missing key file"
+
+step "TCP (fd=false): B and two can-cannelloni clients connect to A's one port"
+docker network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.listen=$A_IP:20100 wire >/dev/null
+on_failure docker network rm wire
+b network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.peers=$A_IP:20100 wire >/dev/null
+docker network connect wire ecu-a &
+connected_a=$!
+b network connect wire ecu-b
+wait "$connected_a" || fail "ecu-a did not join wire"
+python3 "$peer" tcp $A_IP:20100 "$work/c1" &
+python3 "$peer" tcp $A_IP:20100 "$work/c2" &
+connected() { # N: A's tunnel on wire has N far ends connected
+  [[ $("$vxbus" tunnel list wire --json | jq '[.[].peers[] | select(.connected)] | length') == "$1" ]]
+}
+wait_until 30 "B and both clients connected to A" connected 3
+expect_eq "$("$vxbus" tunnel list wire --json | jq -c '[.[].peers[] | .role] | sort')" \
+  '["client","client","client"]' "A's far ends on wire"
+expect_eq "$("$vxbus" tunnel list wire --json | jq '[.[].peers[] | select(.vxbus)] | length')" "1" \
+  "far ends that said they are vxbus hosts (B)"
+listeners wa:can1:ecu-a
+DOCKER_HOST=$B_HOST listeners wb:can1:ecu-b
+from_c1=$'500#C1\n501#C1C1'
+from_wb=$'600#B0\n601#B1'
+echo "$from_c1" >"$work/c1.send"
+wait_until 20 "client 2 to get client 1's frames" at_least "$work/c2" 2
+b exec ecu-b sh -c "for f in $(tr '\n' ' ' <<<"$from_wb"); do cansend can1 \$f; done"
+expect_frames wa "$from_c1"$'\n'"$from_wb"
+DOCKER_HOST=$B_HOST expect_frames wb "$from_c1"$'\n'"$from_wb"
+expect_eq "$(cat "$work/c2")" "$from_c1"$'\n'"$from_wb" "what client 2 got"
+expect_eq "$(cat "$work/c1")" "$from_wb" "what client 1 got (never its own frames)"
+
+step "A's daemon killed: dockerd restarts it, the tunnel comes back, B and the clients reconnect"
+daemon_a=$(pgrep -x vxbus --ns $$ --nslist net)
+mark=$(log_mark)
+kill -9 "$daemon_a"
+wait_logged "$mark" "tunnel started on vxbn" 60
+wait_until 30 "B and both clients connected to A again" connected 3
+b_connects=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list wire --json | jq '.[].peers[0].connects')
+((b_connects >= 2)) || fail "B connected $b_connects time(s) to A, not again after the restart"
+listeners wa2:can1:ecu-a
+b exec ecu-b cansend can1 '602#B2'
+expect_frames wa2 '602#B2'
+wait_until 10 "both clients to get B's frame after the restart" \
+  bash -c "grep -q 602#B2 $work/c1 && grep -q 602#B2 $work/c2"
+
+step "removing the networks leaves nothing on either host"
+pkill -f "$peer" || true
+docker rm -f ecu-a >/dev/null &
+b rm -f ecu-b >/dev/null
+wait
+docker network rm body wire secure >/dev/null
+b network rm body wire secure >/dev/null
+expect_nothing_left "removing the tunnel networks"
+# Listening and connected sockets (a closed connection's TIME-WAIT is the kernel's, not a socket).
+tunnel_sockets() {
+  "$@" ss -Hlnu "( sport = :20000 or sport = :20200 )"
+  "$@" ss -Hlnt "( sport = :20100 )"
+  "$@" ss -Hnt state established "( sport = :20100 or dport = :20100 )"
+}
+expect_eq "$(tunnel_sockets)" "" "host A's UDP and TCP sockets"
+expect_eq "$(tunnel_sockets in_b)" "" "host B's UDP and TCP sockets"
+expect_eq "$(b_left)" "0 network(s)" "what vxbus left on host B"
+ok "one bus across two hosts and cannelloni ends, over UDP and TCP"
