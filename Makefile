@@ -25,7 +25,7 @@ SCENARIOS   ?=
 # ones. demo, soak, bench and vm-shell take the first.
 ENGINE      ?= newest oldest
 
-.PHONY: help deps build unit lint check-arm64 plugin-dir plugin push e2e test demo soak bench bench-chunk fuzz vm-shell clean
+.PHONY: help deps build unit lint check-arm64 plugin-dir plugin push e2e test demo soak bench bench-tunnel bench-chunk fuzz vm-shell clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / { printf "  make %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -115,6 +115,12 @@ bench: ## the bus (in the VM) and the chunk protocol (here): figures vs their fl
 	$(MAKE) --no-print-directory plugin-dir
 	VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),3600) VXBUS_ENGINE=$(firstword $(ENGINE)) tests/vm/run bench
 	$(MAKE) --no-print-directory bench-chunk
+
+bench-tunnel: ## vxbus's tunnel between two network namespaces (in the VM), UDP and TCP, beside cannelloni's batching and can-cannelloni
+	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory plugin-dir
+	cargo build --release --locked -p vxbus-tunnel --example tunnelrun
+	VXBUS_VM_TIMEOUT=$(or $(VM_TIMEOUT),3600) VXBUS_ENGINE=newest tests/vm/run bench-tunnel
 
 bench-chunk: ## chunk round trips/s and p50/p99 to a child process, 64 B and 64 KiB, 1 and 64 in flight, vs bare pipes
 	cargo run --release --locked -p vxbus-sdk --example chunkbench -- $(or $(SECONDS),3)

@@ -8,7 +8,7 @@ use std::io;
 
 use socketcan::{
     frame::FdFlags, tokio::CanFdSocket, CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame,
-    EmbeddedFrame, ExtendedId, Frame as _, Id, StandardId,
+    EmbeddedFrame, ExtendedId, Frame as _, Id, SocketOptions, StandardId,
 };
 
 use crate::wire::{Frame, CAN_EFF_FLAG};
@@ -19,9 +19,17 @@ pub(crate) struct BusSocket {
 
 impl BusSocket {
     pub fn open(interface: &str) -> io::Result<BusSocket> {
-        Ok(BusSocket {
-            socket: CanFdSocket::open(interface)?,
-        })
+        let socket = CanFdSocket::open(interface)?;
+        // A burst on the bus must wait in the socket while the tunnel sends datagrams, not be
+        // dropped by the kernel: the default buffer holds a few hundred frames.
+        let size = crate::RECEIVE_BUFFER_BYTES;
+        if socket
+            .set_socket_option(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size)
+            .is_err()
+        {
+            let _ = socket.set_socket_option(libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
+        }
+        Ok(BusSocket { socket })
     }
 
     /// The next frame from the bus; `None` for one the tunnel does not carry (an error frame).

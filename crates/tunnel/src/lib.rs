@@ -22,5 +22,10 @@ mod udp;
 pub mod wire;
 
 pub use spec::{Transport, TunnelSpec};
+
+/// The receive buffer the tunnel asks for on its sockets (the bus's, and UDP's): room for bursts
+/// while the other side is busy. Above the system's `rmem_max` it takes CAP_NET_ADMIN, which the
+/// daemon has; without, the system's maximum.
+const RECEIVE_BUFFER_BYTES: libc::c_int = 4 << 20;
 pub use stats::TunnelStats;
 pub use tunnel::{PeerError, StartError, Tunnel};

@@ -40,8 +40,8 @@ use crate::{
 
 /// Clients the server takes at once; more are refused (counted).
 pub const MAX_CLIENTS: usize = 64;
-/// Frames waiting for one connection; more are dropped (counted).
-pub const QUEUE: usize = 1024;
+/// Frames waiting for one connection (76 bytes each); more are dropped (counted).
+pub const QUEUE: usize = 4096;
 /// Frames written to a connection in one write.
 const WRITE_BATCH: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use nix::sys::socket::{setsockopt, sockopt};
 use tokio::{
     net::{TcpListener, UdpSocket},
     sync::{mpsc, oneshot},
@@ -143,6 +144,10 @@ impl Tunnel {
         let task = match (spec.transport(), spec.listen()) {
             (Transport::Udp, Some(addr)) => {
                 let socket = UdpSocket::bind(addr).await.map_err(listen_error(addr))?;
+                let size = usize::try_from(crate::RECEIVE_BUFFER_BYTES).unwrap_or(1 << 20);
+                if setsockopt(&socket, sockopt::RcvBufForce, &size).is_err() {
+                    let _ = setsockopt(&socket, sockopt::RcvBuf, &size);
+                }
                 tokio::spawn(udp::run(shared.clone(), bus, socket, key, receiver))
             }
             (Transport::Udp, None) => unreachable!("a udp TunnelSpec has a listening address"),
