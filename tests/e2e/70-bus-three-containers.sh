@@ -6,7 +6,7 @@
 # another tool flushes can-gw, vxbus restores the bus within seconds. Removing the containers and
 # the network leaves no links, gateway rules or state entries, even when the removal fails
 # half-way and vxbus must finish it.
-# engines: newest oldest
+# engines: newest
 source "$(dirname "$0")/lib.sh"
 
 on_failure 'docker rm -f ecu-a ecu-b ecu-c; docker network rm canbus'
