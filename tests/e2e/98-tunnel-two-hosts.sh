@@ -45,7 +45,8 @@ docker exec ecu-a sh -c "$(send_frames 3 2 can0)"
 wait_until 20 "the leaf to get A's 5 frames" at_least "$work/leaf" 5
 b exec ecu-b sh -c "for f in $(tr '\n' ' ' <<<"$from_b"); do cansend can0 \$f; done"
 wait_until 20 "the leaf to get B's 3 frames" at_least "$work/leaf" 8
-echo "$from_leaf" >"$work/leaf.send"
+send_later() { echo "$2" >"$1.tmp" && mv "$1.tmp" "$1"; } # FILE TEXT: whole, for a poller
+send_later "$work/leaf.send" "$from_leaf"
 # A stranger sends from a port that is no peer's.
 python3 "$peer" send-from $A_IP:20009 $A_IP:20000 '7FF#FF'
 expect_frames a "$(frames 3 2)"$'\n'"$from_b"$'\n'"$from_leaf"
@@ -90,6 +91,7 @@ expect_contains "$added_twice" "already" "a second add"
 "$vxbus" tunnel remove body $A_IP:20002 >/dev/null
 expect_eq "$(leaves)" "$A_IP:20001" "tunnel.leaves in the state after remove"
 links_before=$(vxbus_links)
+on_failure docker network rm other nokey
 in_use=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20000 other 2>&1) &&
   fail "a second network listening on $A_IP:20000 was created"
 expect_contains "$in_use" "option \`tunnel.listen\`: \`$A_IP:20000\` is not allowed" "a port in use"
@@ -135,13 +137,14 @@ connected() { # N: A's tunnel on wire has N far ends connected
 wait_until 30 "B and both clients connected to A" connected 3
 expect_eq "$("$vxbus" tunnel list wire --json | jq -c '[.[].peers[] | .role] | sort')" \
   '["client","client","client"]' "A's far ends on wire"
+# B's mark is read before the hub hears of the connection: it is a vxbus host from the start.
 expect_eq "$("$vxbus" tunnel list wire --json | jq '[.[].peers[] | select(.vxbus)] | length')" "1" \
   "far ends that said they are vxbus hosts (B)"
 listeners wa:can1:ecu-a
 DOCKER_HOST=$B_HOST listeners wb:can1:ecu-b
 from_c1=$'500#C1\n501#C1C1'
 from_wb=$'600#B0\n601#B1'
-echo "$from_c1" >"$work/c1.send"
+send_later "$work/c1.send" "$from_c1"
 wait_until 20 "client 2 to get client 1's frames" at_least "$work/c2" 2
 b exec ecu-b sh -c "for f in $(tr '\n' ' ' <<<"$from_wb"); do cansend can1 \$f; done"
 expect_frames wa "$from_c1"$'\n'"$from_wb"

@@ -54,9 +54,12 @@ hostb_stop() {
     b rm -f $(b ps -aq) >/dev/null 2>&1 || true
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f /run/docker-b.pid
   fi
   pkill -TERM -f 'containerd --address /run/containerd-b/' || true
   for _ in $(seq 20); do pgrep -f 'containerd --address /run/containerd-b/' >/dev/null || break; sleep 0.5; done
+  pkill -KILL -f 'containerd --address /run/containerd-b/' || true
   ip netns del hostb 2>/dev/null || true
   ip link del vxt-a 2>/dev/null || true
   umount /var/lib/docker-b /var/lib/containerd-b 2>/dev/null || true

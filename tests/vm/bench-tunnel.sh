@@ -24,6 +24,7 @@ results=$(mktemp) work=$(mktemp -d)
 
 cleanup() {
   pkill -f "^$run " || true
+  pkill -f "$peer bench-recv" || true
   ip netns del tb 2>/dev/null || true
   ip link del tb-a 2>/dev/null || true
   ip link del tba 2>/dev/null || true

@@ -265,18 +265,27 @@ pub async fn client(socket: &Path, mut command: Command, as_json: bool) -> anyho
     Ok(())
 }
 
-/// A network's id from what the user typed: an id or the start of one (hex) as it is, a name
-/// through the docker CLI (the daemon knows networks by id only: Docker does not tell a driver
-/// their names).
+/// A network's id from what the user typed, through the docker CLI (the daemon knows networks
+/// by id only: Docker does not tell a driver their names): a name, an id or the start of one.
+/// Without the docker CLI, or if Docker does not know it, hex is taken as an id's start.
 async fn network_id(given: &str) -> anyhow::Result<String> {
-    if !given.is_empty() && given.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(given.to_owned());
-    }
+    let hex = !given.is_empty() && given.bytes().all(|b| b.is_ascii_hexdigit());
     let output = tokio::process::Command::new("docker")
         .args(["network", "inspect", "--format", "{{.Id}}", given])
         .output()
-        .await
-        .with_context(|| format!("running `docker network inspect {given}` to find its id"))?;
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(_) if hex => return Ok(given.to_owned()),
+        Err(err) => {
+            return Err(err).with_context(|| {
+                format!("running `docker network inspect {given}` to find its id")
+            })
+        }
+    };
+    if !output.status.success() && hex {
+        return Ok(given.to_owned());
+    }
     if !output.status.success() {
         bail!(
             "network `{given}`: {}",

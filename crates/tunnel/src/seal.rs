@@ -14,14 +14,16 @@
 //!   this one, played to it; or its own, played back to it. A sender learns a peer's id from the
 //!   peer's datagrams, and until then sends it only empty datagrams addressed to no one, which
 //!   carry no frames and only make themselves known;
-//! - a counter it has taken from that peer, or one older than the 64 before the highest (a
-//!   replay), and, after its own restart, one more than [`MAX_SKEW`] away from its clock, so a
-//!   recorded datagram cannot be played back later. This takes the hosts' clocks to agree within
-//!   a minute (NTP). A sender's counters rise across its restarts with its clock.
+//! - a counter it has taken from that sender (by sender id, whatever address it comes from), or
+//!   one more than [`REORDER`] older than the newest it has taken (a replay), and, for a sender
+//!   it has not heard from, one more than [`MAX_SKEW`] away from its clock, so a recorded
+//!   datagram cannot be played back later. This takes the hosts' clocks to agree within a minute
+//!   (NTP). A sender's counters rise across its restarts with its clock.
 //!
 //! Owns: the sealed format and the replay window. Must not touch sockets.
 
 use std::{
+    collections::{BTreeSet, HashMap},
     fmt,
     path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -44,8 +46,13 @@ pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 pub const NO_ONE: u64 = 0;
 /// How far a first datagram's counter may be from the receiver's clock.
 pub const MAX_SKEW: Duration = Duration::from_secs(60);
-/// Counters below the highest seen that are still taken, once each (datagrams reordered).
-const WINDOW: u64 = 64;
+/// How much older than the newest one a datagram may be (reordered on the way) and still be
+/// taken, once.
+pub const REORDER: Duration = Duration::from_secs(1);
+/// Counters remembered per sender within [`REORDER`]; below the oldest remembered, refused.
+const REMEMBERED: usize = 4096;
+/// Senders whose windows are kept; the one heard from least recently goes first.
+const SENDERS: usize = 64;
 
 /// A pre-shared key, read from a file of 64 hex digits (`openssl rand -hex 32`).
 #[derive(Clone)]
@@ -64,6 +71,8 @@ pub enum KeyError {
     Read(#[from] std::io::Error),
     #[error("it must hold 64 hex digits (32 random bytes, such as `openssl rand -hex 32` writes)")]
     Format,
+    #[error("it is not a regular file")]
+    NotAFile,
 }
 
 impl Key {
@@ -80,7 +89,23 @@ impl Key {
         Ok(Key(key))
     }
 
+    /// Reads a key file: a regular file (never a FIFO or a device, which could block or never
+    /// end), of a key's size. One that others may read is used, with a warning.
     pub fn read(path: &Path) -> Result<Key, KeyError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(KeyError::NotAFile);
+        }
+        if meta.len() > 1024 {
+            return Err(KeyError::Format);
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "key file {} can be read by others than its owner: chmod 600 it",
+                path.display()
+            );
+        }
         Key::from_hex(&std::fs::read_to_string(path)?)
     }
 }
@@ -196,47 +221,74 @@ impl Sealer {
     }
 }
 
-/// Opens one peer's sealed datagrams, and remembers which counters it took.
+/// One sender's replay window: the newest counter taken, and those taken within [`REORDER`] of it.
 #[derive(Default)]
 pub struct Opener {
     highest: Option<u64>,
-    /// Bit i: counter `highest - i` was taken.
-    seen: u64,
+    taken: BTreeSet<u64>,
 }
 
 impl Opener {
-    /// Takes `counter` if it is new and not too old, now; authenticated datagrams only come here.
-    pub fn take(&mut self, counter: u64) -> Result<(), OpenError> {
-        self.take_at(counter, now_micros())
-    }
-
+    /// Takes `counter` if it is new and not too old; authenticated datagrams only come here.
     fn take_at(&mut self, counter: u64, now: u64) -> Result<(), OpenError> {
+        let reorder = u64::try_from(REORDER.as_micros()).unwrap_or(u64::MAX);
         let Some(highest) = self.highest else {
             let skew = u64::try_from(MAX_SKEW.as_micros()).unwrap_or(u64::MAX);
             if counter.abs_diff(now) > skew {
                 return Err(OpenError::Skew);
             }
             self.highest = Some(counter);
-            self.seen = 1;
+            self.taken.insert(counter);
             return Ok(());
         };
-        if counter > highest {
-            let shift = counter - highest;
-            self.seen = if shift >= WINDOW {
-                0
-            } else {
-                self.seen << shift
-            };
-            self.seen |= 1;
-            self.highest = Some(counter);
-            return Ok(());
-        }
-        let back = highest - counter;
-        if back >= WINDOW || self.seen & (1 << back) != 0 {
+        let too_old = counter <= highest.saturating_sub(reorder)
+            || (self.taken.len() >= REMEMBERED
+                && self.taken.first().is_some_and(|&oldest| counter < oldest));
+        if too_old || !self.taken.insert(counter) {
             return Err(OpenError::Replay);
         }
-        self.seen |= 1 << back;
+        if counter > highest {
+            self.highest = Some(counter);
+            let floor = counter.saturating_sub(reorder);
+            self.taken = self.taken.split_off(&floor.saturating_add(1));
+        }
+        while self.taken.len() > REMEMBERED {
+            self.taken.pop_first();
+        }
         Ok(())
+    }
+}
+
+/// The replay windows of the senders heard from, by sender id: a sender that restarts has a new
+/// id (and a first datagram near our clock), and a datagram played back from another peer's
+/// address meets its own sender's window.
+#[derive(Default)]
+pub struct Openers {
+    by_id: HashMap<u64, (Opener, u64)>,
+    uses: u64,
+}
+
+impl Openers {
+    /// Takes `counter` from sender `from` if it is new, now.
+    pub fn take(&mut self, from: u64, counter: u64) -> Result<(), OpenError> {
+        self.take_at(from, counter, now_micros())
+    }
+
+    fn take_at(&mut self, from: u64, counter: u64, now: u64) -> Result<(), OpenError> {
+        self.uses += 1;
+        if !self.by_id.contains_key(&from) && self.by_id.len() >= SENDERS {
+            let stalest = self
+                .by_id
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| *id);
+            if let Some(id) = stalest {
+                self.by_id.remove(&id);
+            }
+        }
+        let (opener, used) = self.by_id.entry(from).or_default();
+        *used = self.uses;
+        opener.take_at(counter, now)
     }
 }
 
@@ -281,27 +333,57 @@ mod tests {
 
     #[test]
     fn the_window_takes_late_datagrams_once() {
-        let mut opener = Opener::default();
-        let now = 1_000_000_000;
-        assert_eq!(opener.take_at(now, now), Ok(()));
-        assert_eq!(opener.take_at(now + 5, now), Ok(()));
+        let mut openers = Openers::default();
+        let now = 1_000_000_000_000;
+        let ms = 1000;
+        assert_eq!(openers.take_at(7, now, now), Ok(()));
+        assert_eq!(openers.take_at(7, now + 5 * ms, now), Ok(()));
         assert_eq!(
-            opener.take_at(now + 2, now),
+            openers.take_at(7, now + 2 * ms, now),
             Ok(()),
-            "late, within the window"
+            "late by 3 ms"
         );
-        assert_eq!(opener.take_at(now + 2, now), Err(OpenError::Replay));
-        assert_eq!(opener.take_at(now + 5, now), Err(OpenError::Replay));
-        assert_eq!(opener.take_at(now + 200, now), Ok(()));
         assert_eq!(
-            opener.take_at(now + 100, now),
+            openers.take_at(7, now + 2 * ms, now),
+            Err(OpenError::Replay)
+        );
+        assert_eq!(
+            openers.take_at(7, now + 5 * ms, now),
+            Err(OpenError::Replay)
+        );
+        assert_eq!(openers.take_at(7, now + 2000 * ms, now), Ok(()));
+        assert_eq!(
+            openers.take_at(7, now + 900 * ms, now),
             Err(OpenError::Replay),
             "older than the window"
         );
-        // A first datagram far from the clock: a recording played back after a restart.
-        let mut fresh = Opener::default();
+        assert_eq!(
+            openers.take_at(7, now + 1500 * ms, now),
+            Ok(()),
+            "late by 0.5 s"
+        );
+        // Another sender has a window of its own; one far from the clock is a recording.
+        assert_eq!(openers.take_at(8, now + 5 * ms, now), Ok(()));
         let skew = u64::try_from(MAX_SKEW.as_micros()).unwrap();
-        assert_eq!(fresh.take_at(now - skew - 1, now), Err(OpenError::Skew));
+        assert_eq!(
+            openers.take_at(9, now - skew - 1, now),
+            Err(OpenError::Skew)
+        );
+    }
+
+    #[test]
+    fn senders_beyond_the_limit_push_out_the_stalest() {
+        let mut openers = Openers::default();
+        let now = 1_000_000_000_000;
+        for id in 0..SENDERS as u64 + 10 {
+            assert_eq!(openers.take_at(id, now, now), Ok(()));
+        }
+        assert_eq!(openers.by_id.len(), SENDERS);
+        let mut one = Opener::default();
+        for i in 0..REMEMBERED as u64 + 10 {
+            assert_eq!(one.take_at(now + i, now), Ok(()));
+        }
+        assert!(one.taken.len() <= REMEMBERED);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub const QUEUE: usize = 4096;
 /// Frames written to a connection in one write.
 const WRITE_BATCH: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an accepted connection's mark may follow its hello.
+const MARK_WAIT: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -119,7 +121,11 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                None => return,
+                None => {
+                    // Stopped: every connection's task ends before the tunnel says it has.
+                    tasks.shutdown().await;
+                    return;
+                }
                 Some(Command::Add(addr, kind, reply)) => {
                     let answer = match dialers.entry(addr) {
                         Entry::Occupied(_) => Err(PeerError::Exists(addr)),
@@ -149,46 +155,96 @@ pub(crate) async fn run(
                 }
             },
             read = bus.read() => {
-                let mut read = read;
-                for _ in 0..DRAIN {
-                    match read {
-                        Ok(Some(frame)) => {
-                            shared.counters.bus_rx_frames.fetch_add(1, Relaxed);
-                            fan_out(&conns, &frame, None);
-                        }
-                        Ok(None) => {}
-                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(err) => {
-                            error_log.warn(&shared.name, format_args!("reading the bus failed: {err}"));
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            break;
-                        }
+                let mut flow = on_bus_read(&shared, &conns, read, &mut error_log).await;
+                for _ in 1..DRAIN {
+                    if flow != Flow::Go {
+                        break;
                     }
-                    read = bus.try_read();
+                    match bus.try_read() {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        read => flow = on_bus_read(&shared, &conns, read, &mut error_log).await,
+                    }
+                }
+                if flow == Flow::Gone {
+                    tasks.shutdown().await;
+                    return;
                 }
             }
             Some(event) = events.recv() => {
-                let mut event = Some(event);
-                for _ in 0..DRAIN {
-                    let Some(next) = event.take() else { break };
-                    match next {
-                        Event::Up { key, queue, counters } => {
-                            conns.insert(key, Conn { queue, counters });
-                        }
-                        Event::Down { key } => {
-                            conns.remove(&key);
-                        }
-                        Event::Frame { key, frame } => {
-                            match bus.write(&frame).await {
-                                Ok(()) => shared.counters.bus_tx_frames.fetch_add(1, Relaxed),
-                                Err(_) => shared.counters.bus_tx_errors.fetch_add(1, Relaxed),
-                            };
-                            fan_out(&conns, &frame, Some(key));
-                        }
-                    }
-                    event = events.try_recv().ok();
+                on_event(&shared, &bus, &mut conns, event).await;
+                for _ in 1..DRAIN {
+                    let Ok(event) = events.try_recv() else { break };
+                    on_event(&shared, &bus, &mut conns, event).await;
                 }
             }
+        }
+    }
+}
+
+/// What the hub does after a read from the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Read on.
+    Go,
+    /// The read failed: wait, then read again.
+    Pause,
+    /// The interface is gone: the tunnel ends, and the daemon's check starts it again once the
+    /// interface is back.
+    Gone,
+}
+
+/// What a failed read of the bus means.
+pub(crate) async fn bus_failed(name: &str, err: &std::io::Error, log: &mut Every) -> Flow {
+    if err.raw_os_error() == Some(libc::ENODEV) {
+        tracing::error!(
+            "network {name}: tunnel: the bus's interface is gone ({err}); the tunnel stops"
+        );
+        return Flow::Gone;
+    }
+    log.warn(name, format_args!("reading the bus failed: {err}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Flow::Pause
+}
+
+async fn on_bus_read(
+    shared: &Shared,
+    conns: &HashMap<u64, Conn>,
+    read: std::io::Result<Option<Frame>>,
+    error_log: &mut Every,
+) -> Flow {
+    match read {
+        Ok(Some(frame)) => {
+            shared.counters.bus_rx_frames.fetch_add(1, Relaxed);
+            fan_out(conns, &frame, None);
+            Flow::Go
+        }
+        Ok(None) => Flow::Go,
+        Err(err) => bus_failed(&shared.name, &err, error_log).await,
+    }
+}
+
+async fn on_event(shared: &Shared, bus: &BusSocket, conns: &mut HashMap<u64, Conn>, event: Event) {
+    match event {
+        Event::Up {
+            key,
+            queue,
+            counters,
+        } => {
+            conns.insert(key, Conn { queue, counters });
+        }
+        Event::Down { key } => {
+            conns.remove(&key);
+        }
+        Event::Frame { key, frame } => {
+            // From a connection already gone (its peer removed): nowhere to come from.
+            if !conns.contains_key(&key) {
+                return;
+            }
+            match bus.write(&frame).await {
+                Ok(()) => shared.counters.bus_tx_frames.fetch_add(1, Relaxed),
+                Err(_) => shared.counters.bus_tx_errors.fetch_add(1, Relaxed),
+            };
+            fan_out(conns, &frame, Some(key));
         }
     }
 }
@@ -246,7 +302,7 @@ async fn serve(
         clients.spawn(async move {
             counters.connects.fetch_add(1, Relaxed);
             tracing::info!("network {}: tunnel client {from} connected", shared.name);
-            let result = connection(stream, key, &counters, &events).await;
+            let result = connection(stream, key, &counters, &events, true).await;
             shared.remove_peer(&counters);
             tracing::info!(
                 "network {}: tunnel client {from} gone: {}",
@@ -283,7 +339,7 @@ async fn dial(
                 failures = 0;
                 let started = Instant::now();
                 let key = keys.fetch_add(1, Relaxed);
-                let result = connection(stream, key, &counters, &events).await;
+                let result = connection(stream, key, &counters, &events, false).await;
                 tracing::warn!(
                     "network {}: tunnel connection to peer {addr} ended: {}; connecting again",
                     shared.name,
@@ -327,12 +383,14 @@ fn ended(result: &Result<(), StreamError>) -> String {
 }
 
 /// One connection, after connect or accept: the hello both ways, then frames both ways until
-/// either side ends. The hub knows of it between `Up` and `Down`.
+/// either side ends. The hub knows of it between `Up` and `Down`. An `accepted` connection is
+/// a vxbus host if [`VXBUS_MARK`] follows its hello; that is known before the hub is told.
 async fn connection(
     mut stream: TcpStream,
     key: u64,
     counters: &Arc<PeerCounters>,
     events: &mpsc::Sender<Event>,
+    accepted: bool,
 ) -> Result<(), StreamError> {
     stream.set_nodelay(true)?;
     let mut hello = [0u8; TCP_HELLO.len()];
@@ -366,6 +424,24 @@ async fn connection(
         }
     }
     counters.seen_now();
+    // A vxbus host sends its mark with its hello: bytes that come within MARK_WAIT of it. Any
+    // other bytes are a leaf's first frames, kept for the reader.
+    let mut first = BytesMut::new();
+    if accepted {
+        let mut byte = [0u8; 1];
+        while first.len() < VXBUS_MARK.len() && VXBUS_MARK.starts_with(&first) {
+            match timeout(MARK_WAIT, stream.read(&mut byte)).await {
+                Ok(Ok(1)) => first.extend_from_slice(&byte),
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(err)) => return Err(err.into()),
+                Err(_) => break,
+            }
+        }
+        if first[..] == VXBUS_MARK {
+            counters.vxbus.store(true, Relaxed);
+            first.clear();
+        }
+    }
     let (queue, mut frames_out) = mpsc::channel(QUEUE);
     let up = Event::Up {
         key,
@@ -378,14 +454,11 @@ async fn connection(
     counters.connected.store(true, Relaxed);
     let (read, mut write) = stream.into_split();
     let reading = async {
-        let mut frames_in = FramedRead::new(read, Incoming { first: true });
+        let mut frames_in = FramedRead::new(read, StreamCodec);
+        frames_in.read_buffer_mut().extend_from_slice(&first);
         while let Some(frame) = frames_in.next().await {
             let frame = match frame {
-                Ok(In::Frame(frame)) => frame,
-                Ok(In::Mark) => {
-                    counters.vxbus.store(true, Relaxed);
-                    continue;
-                }
+                Ok(frame) => frame,
                 Err(err) => {
                     if matches!(err, StreamError::Wire(_)) {
                         counters.decode_errors.fetch_add(1, Relaxed);
@@ -428,80 +501,4 @@ async fn connection(
     counters.connected.store(false, Relaxed);
     let _ = events.send(Event::Down { key }).await;
     result
-}
-
-/// What a connection reads: frames, and first perhaps [`VXBUS_MARK`].
-enum In {
-    Frame(Frame),
-    Mark,
-}
-
-/// [`StreamCodec`], but the stream's first bytes may be [`VXBUS_MARK`] (which no valid frame
-/// starts with: its id word is an error frame's).
-struct Incoming {
-    first: bool,
-}
-
-impl tokio_util::codec::Decoder for Incoming {
-    type Item = In;
-    type Error = StreamError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, StreamError> {
-        if self.first {
-            match src.first() {
-                None => return Ok(None),
-                Some(&byte) if byte == VXBUS_MARK[0] => {
-                    let Some(start) = src.get(..VXBUS_MARK.len()) else {
-                        return Ok(None);
-                    };
-                    self.first = false;
-                    if start == VXBUS_MARK {
-                        bytes::Buf::advance(src, VXBUS_MARK.len());
-                        return Ok(Some(In::Mark));
-                    }
-                }
-                Some(_) => self.first = false,
-            }
-        }
-        Ok(StreamCodec.decode(src)?.map(In::Frame))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio_util::codec::Decoder;
-
-    fn decode_all(bytes: &[u8]) -> Vec<String> {
-        let mut codec = Incoming { first: true };
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        // Byte by byte: the mark is found whatever the reads.
-        for &byte in bytes {
-            buf.extend_from_slice(&[byte]);
-            while let Some(item) = codec.decode(&mut buf).unwrap() {
-                out.push(match item {
-                    In::Frame(frame) => format!("{frame:?}"),
-                    In::Mark => "mark".to_owned(),
-                });
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn the_mark_counts_only_first() {
-        let mut bytes = VXBUS_MARK.to_vec();
-        Frame::classic(0x123, &[0x11]).unwrap().encode(&mut bytes);
-        assert_eq!(decode_all(&bytes), ["mark", "123#11"]);
-        let mut leaf = Vec::new();
-        Frame::classic(0x123, &[0x11]).unwrap().encode(&mut leaf);
-        assert_eq!(decode_all(&leaf), ["123#11"]);
-        // A mark after a frame is an error frame, which ends the stream.
-        leaf.extend_from_slice(&VXBUS_MARK);
-        let mut codec = Incoming { first: true };
-        let mut buf = BytesMut::from(&leaf[..]);
-        assert!(matches!(codec.decode(&mut buf), Ok(Some(In::Frame(_)))));
-        assert!(codec.decode(&mut buf).is_err());
-    }
 }

@@ -108,7 +108,8 @@ impl Shared {
 /// until their sockets are closed.
 pub struct Tunnel {
     shared: Arc<Shared>,
-    commands: mpsc::Sender<Command>,
+    /// Closed to stop the tunnel (its task then ends its connections and returns).
+    commands: Option<mpsc::Sender<Command>>,
     task: JoinHandle<()>,
 }
 
@@ -162,7 +163,7 @@ impl Tunnel {
         tracing::info!("network {name}: tunnel started on {interface}: {spec}");
         Ok(Tunnel {
             shared,
-            commands,
+            commands: Some(commands),
             task,
         })
     }
@@ -183,6 +184,8 @@ impl Tunnel {
     ) -> Result<(), PeerError> {
         let (reply, answer) = oneshot::channel();
         self.commands
+            .as_ref()
+            .ok_or(PeerError::Stopped)?
             .send(make(reply))
             .await
             .map_err(|_| PeerError::Stopped)?;
@@ -221,10 +224,17 @@ impl Tunnel {
         !self.task.is_finished()
     }
 
-    /// Stops the tunnel: when this returns, its sockets are closed.
+    /// Stops the tunnel: when this returns, its sockets are closed and its tasks have ended
+    /// (aborted if they take more than a few seconds).
     pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        self.commands = None;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
         tracing::info!("network {}: tunnel stopped", self.shared.name);
     }
 }

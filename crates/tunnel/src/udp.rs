@@ -21,10 +21,11 @@ use tokio::{net::UdpSocket, sync::mpsc, time::Instant};
 
 use crate::{
     bus::BusSocket,
-    seal::{new_id, Key, OpenError, Opened, Opener, Sealer, NO_ONE, OVERHEAD},
+    seal::{new_id, Key, OpenError, Opened, Openers, Sealer, NO_ONE, OVERHEAD},
     seq::{Arrival, SeqTracker},
     spec::FarEnd,
     stats::{PeerCounters, PeerRole},
+    tcp::{bus_failed, Flow},
     tunnel::{Command, Every, PeerError, Shared},
     wire::{decode_datagram, DatagramBuilder, Frame, MAX_DATAGRAM},
 };
@@ -51,9 +52,8 @@ struct Peer {
     seq_out: u8,
     seq_in: SeqTracker,
     last_in: Option<Instant>,
-    /// With a key: this vxbus peer's replay window, its id (learned from what it sent), and
-    /// when we last sent it anything.
-    opener: Opener,
+    /// With a key: this vxbus peer's id (learned from what it sent), and when we last sent it
+    /// anything.
     their_id: Option<u64>,
     last_out: Option<Instant>,
 }
@@ -70,6 +70,8 @@ struct Udp {
     sealer: Option<Sealer>,
     /// This run's id, for sealed datagrams.
     id: u64,
+    /// The replay windows of the vxbus peers that sealed datagrams come from, by their ids.
+    openers: Openers,
 }
 
 pub(crate) async fn run(
@@ -82,6 +84,7 @@ pub(crate) async fn run(
     let mut udp = Udp {
         sealer: key.as_ref().map(Sealer::new),
         id: new_id(),
+        openers: Openers::default(),
         delay: shared.spec.batch_delay(),
         peers: Vec::new(),
         shared: shared.clone(),
@@ -112,12 +115,18 @@ pub(crate) async fn run(
                 }
             },
             read = udp.bus.read() => {
-                udp.on_bus_read(read).await;
+                let mut flow = udp.on_bus_read(read).await;
                 for _ in 1..DRAIN {
+                    if flow != Flow::Go {
+                        break;
+                    }
                     match udp.bus.try_read() {
                         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                        read => udp.on_bus_read(read).await,
+                        read => flow = udp.on_bus_read(read).await,
                     }
+                }
+                if flow == Flow::Gone {
+                    return;
                 }
             }
             received = udp.socket.recv_from(&mut buf) => {
@@ -154,13 +163,16 @@ impl Udp {
         };
         let counters = self.shared.add_peer(addr.to_string(), role);
         counters.connected.store(true, Relaxed);
-        // A sealed datagram must still fit an Ethernet frame.
-        let max = match (&self.sealer, kind) {
-            (Some(_), FarEnd::Peer) => MAX_DATAGRAM - OVERHEAD,
-            _ => MAX_DATAGRAM,
-        };
+        // A datagram must fit an Ethernet frame: IPv6's header is 20 bytes longer than IPv4's,
+        // and a sealed datagram has its own.
+        let mut max = MAX_DATAGRAM;
+        if addr.is_ipv6() {
+            max -= 20;
+        }
+        if let (Some(_), FarEnd::Peer) = (&self.sealer, kind) {
+            max -= OVERHEAD;
+        }
         self.peers.push(Peer {
-            opener: Opener::default(),
             their_id: None,
             last_out: None,
             addr,
@@ -207,27 +219,22 @@ impl Udp {
         Some(oldest + self.delay)
     }
 
-    async fn on_bus_read(&mut self, read: std::io::Result<Option<Frame>>) {
+    async fn on_bus_read(&mut self, read: std::io::Result<Option<Frame>>) -> Flow {
         match read {
             Ok(Some(frame)) => {
                 self.shared.counters.bus_rx_frames.fetch_add(1, Relaxed);
                 self.queue(&frame, None).await;
+                Flow::Go
             }
-            Ok(None) => {}
-            Err(err) => {
-                self.error_log.warn(
-                    &self.shared.name,
-                    format_args!("reading the bus failed: {err}"),
-                );
-                // The interface may be down or gone: the next read would fail at once.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            Ok(None) => Flow::Go,
+            Err(err) => bus_failed(&self.shared.name, &err, &mut self.error_log).await,
         }
     }
 
     async fn on_datagram(&mut self, received: std::io::Result<(usize, SocketAddr)>, buf: &[u8]) {
         let (len, from) = match received {
-            Ok(received) => received,
+            // A dual-stack socket ([::]) sees IPv4 senders as ::ffff:a.b.c.d.
+            Ok((len, from)) => (len, SocketAddr::new(from.ip().to_canonical(), from.port())),
             Err(err) => {
                 // ICMP port unreachable from a peer that is down comes back as a receive error.
                 tracing::debug!("network {}: tunnel: receive: {err}", self.shared.name);
@@ -244,13 +251,14 @@ impl Udp {
         };
         let bytes = buf.get(..len).unwrap_or_default();
         let now = Instant::now();
+        let (id, openers) = (self.id, &mut self.openers);
         let peer = &mut self.peers[at];
         let opened;
         let bytes = match (&self.sealer, peer.vxbus) {
             (Some(sealer), true) => {
                 let checked = sealer.open(bytes).and_then(|opened| {
-                    check_sealed(self.id, &opened)?;
-                    peer.opener.take(opened.counter)?;
+                    check_sealed(id, &opened)?;
+                    openers.take(opened.from, opened.counter)?;
                     Ok(opened)
                 });
                 match checked {

@@ -9,8 +9,8 @@
 //! A frame is the SocketCAN id word (big-endian, with the EFF and RTR flags as the kernel has
 //! them), a length byte (the top bit marks CAN FD), for CAN FD a flags byte (BRS, ESI, FDF as
 //! the kernel gives them), then the data: none for a remote request, whose length byte is its
-//! DLC. `../shared/interop/` holds bytes from the real cannelloni 2.1.2; the tests here
-//! reproduce them.
+//! DLC. `tests/data/` holds bytes recorded from the real cannelloni 2.1.2; `tests/interop.rs`
+//! reproduces them.
 //!
 //! Owns: the bytes. Must not touch sockets or the kernel. Every decoder takes any input: it
 //! returns an error, never panics and never reads past the slice (fuzzed in `fuzz/`).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use vxbus_tunnel::{spec::FarEnd, PeerError, StartError, Tunnel, TunnelStats};
 
 use super::{BusError, Inner};
-use crate::bus::OptionError;
+use crate::bus::{BusSpec, OptionError};
 
 /// A network id as logs show it (`docker network ls`'s 12 characters).
 pub(super) fn short(id: &str) -> &str {
@@ -131,18 +131,16 @@ impl Inner {
             Change::Remove => ("tunnel.peers", tunnel_spec.peers().to_vec()),
         };
         match change {
-            Change::Add(kind) => {
+            Change::Add(_) => {
                 if tunnel_spec.peers().contains(&addr) || tunnel_spec.leaves().contains(&addr) {
                     return Err(peer_error(PeerError::Exists(addr)));
                 }
-                tunnel.add_peer(addr, kind).await.map_err(peer_error)?;
                 list.push(addr);
             }
             Change::Remove => {
                 if !list.contains(&addr) {
                     return Err(peer_error(PeerError::Unknown(addr)));
                 }
-                tunnel.remove_peer(addr).await.map_err(peer_error)?;
                 list.retain(|&other| other != addr);
             }
         }
@@ -150,15 +148,30 @@ impl Inner {
         let network = self
             .state
             .networks
-            .get_mut(id)
+            .get(id)
             .ok_or_else(|| BusError::UnknownNetwork { id: id.to_owned() })?;
         let before = network.options.clone();
+        let mut after = before.clone();
         if text.is_empty() {
-            network.options.remove(option);
+            after.remove(option);
         } else {
-            network
-                .options
-                .insert(option.to_owned(), Value::String(text.join(",")));
+            after.insert(option.to_owned(), Value::String(text.join(",")));
+        }
+        // The record must still make a valid bus (a tcp tunnel left with nothing to listen on
+        // or connect to would not): checked before anything changes.
+        if let Err(err) = BusSpec::from_options(Some(&after)) {
+            return Err(BusError::Conflict(format!(
+                "network {}: that change would leave options vxbus refuses: {err}",
+                short(id)
+            )));
+        }
+        match change {
+            Change::Add(kind) => tunnel.add_peer(addr, kind).await,
+            Change::Remove => tunnel.remove_peer(addr).await,
+        }
+        .map_err(peer_error)?;
+        if let Some(network) = self.state.networks.get_mut(id) {
+            network.options = after;
         }
         if let Err(err) = self.save() {
             // The record stays as it was; so does the running tunnel.
