@@ -4,11 +4,15 @@
 # the VM (hostb.sh), 10.99.0.2 across a veth from host A's 10.99.0.1.
 # - UDP: a container on each host and a UDP cannelloni leaf on A: every frame (classic, FD) reaches
 #   every other member exactly once, in order, never back to its sender; a stranger's datagram is
-#   dropped and counted; the counters match what was sent; a leaf added with `vxbus tunnel` is
-#   recorded in the state, and removed again; a port in use is refused at create.
+#   dropped and counted; the counters match what was sent; datagrams between the hosts are
+#   sealed (tunnel.key), the leaf's plain; a leaf added with `vxbus tunnel` is recorded in the
+#   state, and removed again; a port in use and a missing key file are refused at create.
 # - TCP (fd=false): host B connects to A, and so do two clients of can-cannelloni (the python-can
 #   backend from PyPI): one port, many clients. A's daemon is killed; dockerd restarts it, the
 #   tunnel comes back from the state, and B and the clients connect again by themselves.
+# - Swarm: with the hosts in a Swarm, a network made with `--scope swarm --config-from` a
+#   config-only network on each node (each node's own tunnel options) is one bus across the
+#   Swarm: a global service's tasks on both nodes share it.
 # - Removing the networks leaves no socket, link, rule or state entry on either host.
 # engines: newest
 source "$(dirname "$0")/lib.sh"
@@ -21,11 +25,18 @@ on_exit "pkill -f $peer; rm -rf $work"
 step "host B: a second Docker host with its own vxbus"
 hostb_start
 
-step "UDP: bus 'body' on both hosts, a container on each, a cannelloni leaf on A"
+step "UDP: bus 'body' on both hosts, sealed between them (tunnel.key), a container on each, a cannelloni leaf on A"
+mkdir -p /var/lib/vxbus/keys "$B_STATE/keys"
+on_exit "rm -rf /var/lib/vxbus/keys"
+(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >/var/lib/vxbus/keys/body.key)
+cp /var/lib/vxbus/keys/body.key "$B_STATE/keys/"
+# The path is the one the plugin sees: each host's state directory is its /var/lib/vxbus.
+key=/var/lib/vxbus/keys/body.key
 docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20000 -o tunnel.peers=$B_IP:20000 \
-  -o tunnel.leaves=$A_IP:20001 body >/dev/null
+  -o tunnel.leaves=$A_IP:20001 -o tunnel.key=$key body >/dev/null
 on_failure docker network rm body
-b network create -d "$PLUGIN" -o tunnel.listen=$B_IP:20000 -o tunnel.peers=$A_IP:20000 body >/dev/null
+b network create -d "$PLUGIN" -o tunnel.listen=$B_IP:20000 -o tunnel.peers=$A_IP:20000 \
+  -o tunnel.key=$key body >/dev/null
 run_containers body ecu-a &
 started_a=$!
 DOCKER_HOST=$B_HOST run_containers body ecu-b
@@ -58,10 +69,10 @@ ok "every member got every other member's frames once, in order"
 step "the counters say the same (vxbus tunnel list --json, on both hosts)"
 a_stats=$("$vxbus" tunnel list body --json)
 b_stats=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json)
-far() { jq -c --arg at "$2" '.[].peers[] | select(.address == $at) | [.role, .tx_frames, .rx_frames, .lost, .decode_errors]' <<<"$1"; }
-expect_eq "$(far "$a_stats" $B_IP:20000)" '["peer",7,3,0,0]' "A's counters for B (to: A's 5 + the leaf's 2; from: B's 3)"
-expect_eq "$(far "$a_stats" $A_IP:20001)" '["leaf",8,2,0,0]' "A's counters for the leaf"
-expect_eq "$(far "$b_stats" $A_IP:20000)" '["peer",3,7,0,0]' "B's counters for A"
+far() { jq -c --arg at "$2" '.[].peers[] | select(.address == $at) | [.role, .sealed, .tx_frames, .rx_frames, .lost, .decode_errors, .auth_failures]' <<<"$1"; }
+expect_eq "$(far "$a_stats" $B_IP:20000)" '["peer",true,7,3,0,0,0]' "A's counters for B (to: A's 5 + the leaf's 2; from: B's 3; sealed)"
+expect_eq "$(far "$a_stats" $A_IP:20001)" '["leaf",false,8,2,0,0,0]' "A's counters for the leaf (plain)"
+expect_eq "$(far "$b_stats" $A_IP:20000)" '["peer",true,3,7,0,0,0]' "B's counters for A"
 expect_eq "$(jq -c '.[] | [.bus_rx_frames, .bus_tx_frames, .foreign_datagrams]' <<<"$a_stats")" '[5,5,1]' \
   "A's bus counters (read 5 from the bus, wrote 5 to it) and the stranger's datagram"
 "$vxbus" tunnel list body | grep -qE "^  $A_IP:20001 +leaf +yes +8 +2 " ||
@@ -97,26 +108,7 @@ in_use=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20000 other 2
 expect_contains "$in_use" "option \`tunnel.listen\`: \`$A_IP:20000\` is not allowed" "a port in use"
 expect_eq "$(vxbus_links)" "$links_before" "vxbus's links after the refused create"
 
-step "tunnel.key: what the two vxbus hosts send each other is sealed; a missing key file is refused"
-mkdir -p /var/lib/vxbus/keys "$B_STATE/keys"
-on_exit "rm -rf /var/lib/vxbus/keys"
-od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >/var/lib/vxbus/keys/secure.key
-cp /var/lib/vxbus/keys/secure.key "$B_STATE/keys/"
-# The path is the one the plugin sees: each host's state directory is its /var/lib/vxbus.
-key=/var/lib/vxbus/keys/secure.key
-docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20200 -o tunnel.peers=$B_IP:20200 \
-  -o tunnel.key=$key secure >/dev/null
-on_failure docker network rm secure
-b network create -d "$PLUGIN" -o tunnel.listen=$B_IP:20200 -o tunnel.peers=$A_IP:20200 \
-  -o tunnel.key=$key secure >/dev/null
-secure_id=$(docker network inspect -f '{{.Id}}' secure)
-cansend "vxbn${secure_id:0:10}" 5EC#01
-cansend "vxbn${secure_id:0:10}" 5EC#02
-b_opened() { # B took A's 2 sealed frames, refusing none
-  [[ $(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list secure --json |
-    jq -c '.[].peers[0] | [.sealed, .rx_frames, .auth_failures]') == '[true,2,0]' ]]
-}
-wait_until 10 "B to open A's 2 sealed frames" b_opened
+step "tunnel.key: a missing key file is refused"
 no_key=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20201 \
   -o tunnel.key=/var/lib/vxbus/keys/none.key nokey 2>&1) && fail "a network with a missing key file was created"
 expect_contains "$no_key" "option \`tunnel.key\`: \`/var/lib/vxbus/keys/none.key\` is not allowed" "a missing key file"
@@ -166,17 +158,50 @@ expect_frames wa2 '602#B2'
 wait_until 10 "both clients to get B's frame after the restart" \
   bash -c "grep -q 602#B2 $work/c1 && grep -q 602#B2 $work/c2"
 
+step "Swarm: a global service on a --scope swarm network with each node's --config-from options"
+docker swarm init --advertise-addr $A_IP >/dev/null
+on_exit "b swarm leave --force >/dev/null 2>&1; docker swarm leave --force >/dev/null 2>&1; docker network rm docker_gwbridge >/dev/null 2>&1; b network rm docker_gwbridge >/dev/null 2>&1"
+b swarm join --token "$(docker swarm join-token -q worker)" $A_IP:2377 >/dev/null
+docker network create --config-only -o tunnel.listen=$A_IP:20400 -o tunnel.peers=$B_IP:20400 swcfg >/dev/null
+b network create --config-only -o tunnel.listen=$B_IP:20400 -o tunnel.peers=$A_IP:20400 swcfg >/dev/null
+docker network create -d "$PLUGIN" --scope swarm --config-from swcfg swbus >/dev/null
+docker service create --detach --quiet --name swsvc --mode global --network swbus "$TEST_IMAGE" \
+  sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null
+on_failure "docker service rm swsvc; docker network rm swbus swcfg; b network rm swcfg"
+task_on() { # DOCKER-CLI...: the name of the service's running container on that node
+  "$@" ps --format '{{.Names}}' --filter label=com.docker.swarm.service.name=swsvc --filter status=running
+}
+wait_until 60 "the service's task running on both nodes" bash -c \
+  "[[ -n \$(docker ps -q --filter label=com.docker.swarm.service.name=swsvc --filter status=running) &&
+     -n \$(docker -H $B_HOST ps -q --filter label=com.docker.swarm.service.name=swsvc --filter status=running) ]]"
+task_a=$(task_on docker) task_b=$(task_on b)
+DOCKER_HOST=$B_HOST listeners sw:can0:"$task_b"
+docker exec "$task_a" sh -c "$(send_frames 2 1 can0)"
+expect_frames sw "$(frames 2 1)"
+docker service rm swsvc >/dev/null
+wait_until 60 "the service's tasks gone" bash -c \
+  "[[ -z \$(docker ps -aq --filter label=com.docker.swarm.service.name=swsvc) &&
+     -z \$(docker -H $B_HOST ps -aq --filter label=com.docker.swarm.service.name=swsvc) ]]"
+docker network rm swbus swcfg >/dev/null
+b network rm swcfg >/dev/null
+b swarm leave --force >/dev/null
+docker swarm leave --force >/dev/null
+# Swarm made a docker_gwbridge on each node for its tasks' other networks: not vxbus's.
+docker network rm docker_gwbridge >/dev/null 2>&1 || true
+b network rm docker_gwbridge >/dev/null 2>&1 || true
+ok "one bus across the Swarm's two nodes, each with its own tunnel options"
+
 step "removing the networks leaves nothing on either host"
 pkill -f "$peer" || true
 docker rm -f ecu-a >/dev/null &
 b rm -f ecu-b >/dev/null
 wait
-docker network rm body wire secure >/dev/null
-b network rm body wire secure >/dev/null
+docker network rm body wire >/dev/null
+b network rm body wire >/dev/null
 expect_nothing_left "removing the tunnel networks"
 # Listening and connected sockets (a closed connection's TIME-WAIT is the kernel's, not a socket).
 tunnel_sockets() {
-  "$@" ss -Hlnu "( sport = :20000 or sport = :20200 )"
+  "$@" ss -Hlnu "( sport = :20000 or sport = :20400 )"
   "$@" ss -Hlnt "( sport = :20100 )"
   "$@" ss -Hnt state established "( sport = :20100 or dport = :20100 )"
 }

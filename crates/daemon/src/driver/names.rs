@@ -1,7 +1,8 @@
 //! The names vxbus gives the links it makes, and how it knows its own: `vxbh<id>` (a member's
 //! vxcan host end), `vxbc<id>` (the peer Docker moves into the container), `vxbn<id>` (the vcan
-//! made for a bus with a plugin or a tunnel and without `host_device`), `<id>` being the first 10 hex digits of
-//! Docker's endpoint or network ID.
+//! made for a bus with a plugin or a tunnel and without `host_device`), `<id>` being the first 10
+//! characters of Docker's endpoint or network ID: hex digits, or for a Swarm network (whose IDs
+//! are 25 characters of base 36) digits and lowercase letters.
 //!
 //! Owns: those names (pure functions). Must not touch the kernel.
 
@@ -44,22 +45,51 @@ pub(super) fn is_ours_by_name(link: &Link) -> bool {
     };
     prefixes.iter().any(|prefix| {
         link.name.strip_prefix(prefix).is_some_and(|rest| {
-            rest.len() == ID_DIGITS && rest.bytes().all(|b| b.is_ascii_hexdigit())
+            let of_id = |b: u8| match *prefix {
+                PLUGIN_HOST_PREFIX => network_id_char(b),
+                _ => b.is_ascii_hexdigit(),
+            };
+            rest.len() == ID_DIGITS && rest.bytes().all(of_id)
         })
     })
 }
 
-/// The name of the vcan made for network `id`'s plugin.
+/// Whether `b` can be in a network ID: Docker's are hex, a Swarm network's base 36.
+fn network_id_char(b: u8) -> bool {
+    b.is_ascii_digit() || b.is_ascii_lowercase()
+}
+
+/// The name of the vcan made for network `id`'s plugin or tunnel.
 pub(super) fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
     id.get(..ID_DIGITS)
-        .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|digits| digits.bytes().all(network_id_char))
         .and_then(|digits| format!("{PLUGIN_HOST_PREFIX}{digits}").parse().ok())
-        .ok_or_else(|| anyhow!("network ID `{id}` is not the hex ID Docker gives networks").into())
+        .ok_or_else(|| {
+            anyhow!(
+                "network ID `{id}` is not an ID Docker gives networks (hex digits, or a Swarm \
+                 network's digits and lowercase letters)"
+            )
+            .into()
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swarm_networks_vcan_is_named_after_its_base_36_id() {
+        // Docker 28 gives a Swarm network (`--scope swarm --config-from`) such an ID.
+        let name = plugin_host_name("k32bz3zl8j820tzb6lylsydfc").unwrap();
+        assert_eq!(name.as_str(), "vxbnk32bz3zl8j");
+        assert_eq!(
+            plugin_host_name("3f2a9c81d0e4b5a6").unwrap().as_str(),
+            "vxbn3f2a9c81d0"
+        );
+        for bad in ["", "k32bz", "K32BZ3ZL8J820", "k32bz3/l8j820"] {
+            assert!(plugin_host_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn link_names_come_from_the_endpoint_id() {
@@ -90,8 +120,11 @@ mod tests {
         assert!(!is_ours_by_name(&link("vxbh3f2a9c81d0", "vcan")));
         assert!(!is_ours_by_name(&link("vxbhost", "vxcan")));
         assert!(!is_ours_by_name(&link("vxcan0", "vxcan")));
-        // The vcan made for a plugin's bus, and only as a vcan.
+        // The vcan made for a plugin's bus, and only as a vcan; a Swarm network's too.
         assert!(is_ours_by_name(&link("vxbn3f2a9c81d0", "vcan")));
         assert!(!is_ours_by_name(&link("vxbn3f2a9c81d0", "vxcan")));
+        assert!(is_ours_by_name(&link("vxbnk32bz3zl8j", "vcan")));
+        assert!(!is_ours_by_name(&link("vxbhk32bz3zl8j", "vxcan")));
+        assert!(!is_ours_by_name(&link("vxbnK32bz3zl8j", "vcan")));
     }
 }
