@@ -9,7 +9,8 @@
 #   state, and removed again; a port in use and a missing key file are refused at create.
 # - TCP (fd=false): host B connects to A, and so do two clients of can-cannelloni (the python-can
 #   backend from PyPI): one port, many clients. A's daemon is killed; dockerd restarts it, the
-#   tunnel comes back from the state, and B and the clients connect again by themselves.
+#   tunnels come back from the state: B and the clients connect again by themselves, and the
+#   sealed UDP bus resumes.
 # - Swarm: with the hosts in a Swarm, a network made with `--scope swarm --config-from` a
 #   config-only network on each node (each node's own tunnel options) is one bus across the
 #   Swarm: a global service's tasks on both nodes share it.
@@ -152,9 +153,15 @@ wait_logged "$mark" "tunnel started on vxbn" 60
 wait_until 30 "B and both clients connected to A again" connected 3
 b_connects=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list wire --json | jq '.[].peers[0].connects')
 ((b_connects >= 2)) || fail "B connected $b_connects time(s) to A, not again after the restart"
-listeners wa2:can1:ecu-a
-b exec ecu-b cansend can1 '602#B2'
+# The UDP bus 'body' restarted with the daemon too (a new id for its sealed datagrams, which B
+# learns from A's first one): it resumes as well.
+listeners wa2:can1:ecu-a a2:can0:ecu-a
+udp_before=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].tx_frames')
+b exec ecu-b sh -c "cansend can1 602#B2 && sleep 1 && cansend can0 700#B0"
 expect_frames wa2 '602#B2'
+expect_frames a2 '700#B0'
+udp_after=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].tx_frames')
+expect_eq "$((udp_after - udp_before))" 1 "frames B sent A on body after A's restart"
 wait_until 10 "both clients to get B's frame after the restart" \
   bash -c "grep -q 602#B2 $work/c1 && grep -q 602#B2 $work/c2"
 
