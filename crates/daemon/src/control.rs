@@ -303,11 +303,7 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// The first 12 characters of a Docker id, as `docker network ls` shows them (characters, not
-/// bytes: the id comes from the daemon's record and is not trusted to be ASCII).
-fn short(id: &str) -> &str {
-    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
-}
+use crate::state::short_id as short;
 
 /// The answer as lines for a person.
 fn human(command: &Command, value: &Value) -> String {

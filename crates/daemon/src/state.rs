@@ -202,6 +202,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// The first 12 characters of a Docker id, as `docker network ls` shows them and logs name a
+/// network (characters, not bytes: an id from the record is not trusted to be ASCII).
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,16 +2,20 @@
 //! reach every other member through the bus's can-gw rules; it reads what the others send, but
 //! never its own frames (no CAN_RAW_RECV_OWN_MSGS), so a frame from a peer is not read back.
 //!
-//! Owns: converting between SocketCAN frames and [`Frame`]. Must not touch the peers.
+//! Owns: converting between SocketCAN frames and [`Frame`], and what a failed read means
+//! ([`Flow`]). Must not touch the peers.
 
-use std::io;
+use std::{io, time::Duration};
 
 use socketcan::{
     frame::FdFlags, tokio::CanFdSocket, CanAnyFrame, CanDataFrame, CanFdFrame, CanRemoteFrame,
     EmbeddedFrame, ExtendedId, Frame as _, Id, SocketOptions, StandardId,
 };
 
-use crate::wire::{Frame, CAN_EFF_FLAG};
+use crate::{
+    tunnel::Every,
+    wire::{Frame, CAN_EFF_FLAG},
+};
 
 pub(crate) struct BusSocket {
     socket: CanFdSocket,
@@ -47,6 +51,31 @@ impl BusSocket {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a CAN frame"))?;
         self.socket.write_frame(&frame).await
     }
+}
+
+/// What a tunnel does after a read from the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Read on.
+    Go,
+    /// The read failed: wait, then read again.
+    Pause,
+    /// The interface is gone: the tunnel ends, and the daemon's check starts it again once the
+    /// interface is back.
+    Gone,
+}
+
+/// What a failed read of the bus means.
+pub(crate) async fn bus_failed(name: &str, err: &std::io::Error, log: &mut Every) -> Flow {
+    if err.raw_os_error() == Some(libc::ENODEV) {
+        tracing::error!(
+            "network {name}: tunnel: the bus's interface is gone ({err}); the tunnel stops"
+        );
+        return Flow::Gone;
+    }
+    log.warn(name, format_args!("reading the bus failed: {err}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Flow::Pause
 }
 
 fn from_socketcan(frame: &CanAnyFrame) -> Option<Frame> {

@@ -89,6 +89,15 @@ pub enum PeerRole {
     Client,
 }
 
+impl From<crate::spec::FarEnd> for PeerRole {
+    fn from(kind: crate::spec::FarEnd) -> PeerRole {
+        match kind {
+            crate::spec::FarEnd::Peer => PeerRole::Peer,
+            crate::spec::FarEnd::Leaf => PeerRole::Leaf,
+        }
+    }
+}
+
 /// One peer's counters, read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStats {

@@ -31,7 +31,7 @@ use tokio::{
 use tokio_util::codec::FramedRead;
 
 use crate::{
-    bus::BusSocket,
+    bus::{bus_failed, BusSocket, Flow},
     spec::FarEnd,
     stats::{PeerCounters, PeerRole},
     tunnel::{Command, Every, PeerError, Shared},
@@ -96,11 +96,7 @@ pub(crate) async fn run(
         ));
     }
     let dial = |addr: SocketAddr, kind: FarEnd, tasks: &mut JoinSet<()>| {
-        let role = match kind {
-            FarEnd::Peer => PeerRole::Peer,
-            FarEnd::Leaf => PeerRole::Leaf,
-        };
-        let counters = shared.add_peer(addr.to_string(), role);
+        let counters = shared.add_peer(addr.to_string(), kind.into());
         let task = tasks.spawn(dial(
             shared.clone(),
             addr,
@@ -179,31 +175,6 @@ pub(crate) async fn run(
             }
         }
     }
-}
-
-/// What the hub does after a read from the bus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Flow {
-    /// Read on.
-    Go,
-    /// The read failed: wait, then read again.
-    Pause,
-    /// The interface is gone: the tunnel ends, and the daemon's check starts it again once the
-    /// interface is back.
-    Gone,
-}
-
-/// What a failed read of the bus means.
-pub(crate) async fn bus_failed(name: &str, err: &std::io::Error, log: &mut Every) -> Flow {
-    if err.raw_os_error() == Some(libc::ENODEV) {
-        tracing::error!(
-            "network {name}: tunnel: the bus's interface is gone ({err}); the tunnel stops"
-        );
-        return Flow::Gone;
-    }
-    log.warn(name, format_args!("reading the bus failed: {err}"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    Flow::Pause
 }
 
 async fn on_bus_read(

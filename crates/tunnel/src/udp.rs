@@ -20,12 +20,11 @@ use std::{
 use tokio::{net::UdpSocket, sync::mpsc, time::Instant};
 
 use crate::{
-    bus::BusSocket,
+    bus::{bus_failed, BusSocket, Flow},
     seal::{new_id, Key, OpenError, Opened, Openers, Sealer, NO_ONE, OVERHEAD},
     seq::{Arrival, SeqTracker},
     spec::FarEnd,
-    stats::{PeerCounters, PeerRole},
-    tcp::{bus_failed, Flow},
+    stats::PeerCounters,
     tunnel::{Command, Every, PeerError, Shared},
     wire::{decode_datagram, DatagramBuilder, Frame, MAX_DATAGRAM},
 };
@@ -157,11 +156,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 impl Udp {
     fn add(&mut self, addr: SocketAddr, kind: FarEnd) {
-        let role = match kind {
-            FarEnd::Peer => PeerRole::Peer,
-            FarEnd::Leaf => PeerRole::Leaf,
-        };
-        let counters = self.shared.add_peer(addr.to_string(), role);
+        let counters = self.shared.add_peer(addr.to_string(), kind.into());
         counters.connected.store(true, Relaxed);
         // A datagram must fit an Ethernet frame: IPv6's header is 20 bytes longer than IPv4's,
         // and a sealed datagram has its own.

@@ -15,10 +15,7 @@ use vxbus_tunnel::{spec::FarEnd, PeerError, StartError, Tunnel, TunnelStats};
 use super::{BusError, Inner};
 use crate::bus::{BusSpec, OptionError};
 
-/// A network id as logs show it (`docker network ls`'s 12 characters).
-pub(super) fn short(id: &str) -> &str {
-    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
-}
+pub(super) use crate::state::short_id as short;
 
 /// A tunnel that did not start, as Docker's user reads it.
 pub(super) fn refusal(err: StartError) -> BusError {
