@@ -53,7 +53,7 @@ expect_contains "$(ip -d -o link show myhostbus)" "vcan" "RemotiveBus host devic
 run_containers remotive opt-a
 expect_eq "$(container_links opt-a)" "lo mybus0" "interfaces on the RemotiveBus network"
 listen host myhostbus
-docker exec opt-a sh -c "$(send_frames 3 1 mybus0)"
+send_in opt-a 3 1 mybus0
 expect_frames host "$(frames 3 1)"
 create_fails_with 'option `host_device`: `myhostbus` is already used by vxbus network' -o host_device=myhostbus
 

@@ -21,12 +21,12 @@ expect_eq "$(container_links body-ecu)" "body0 lo" "body-ecu's interfaces"
 
 step "frames stay on their bus"
 listeners gw-body:body0:gw gw-chassis:chassis0:gw chassis:chassis0:chassis-ecu
-docker exec body-ecu sh -c "$(send_frames 5 2 body0)"
+send_in body-ecu 5 2 body0
 expect_frames gw-body "$(frames 5 2)"
 expect_eq "$(heard gw-chassis)" "" "frames on the gateway's chassis0 from the body bus"
 expect_eq "$(heard chassis)" "" "frames on chassis-ecu from the body bus"
 listeners body:body0:body-ecu gw-chassis:chassis0:gw
-docker exec chassis-ecu sh -c "$(send_frames 3 0 chassis0)"
+send_in chassis-ecu 3 0 chassis0
 expect_frames gw-chassis "$(frames 3 0)"
 expect_eq "$(heard body)" "" "frames on body-ecu from the chassis bus"
 ok "two buses, two interfaces in the gateway, no crossing"
@@ -39,7 +39,7 @@ docker network connect body late
 expect_eq "$(container_links late)" "body0 eth0 lo" "late's interfaces on ipnet and body"
 ip link show docker_gwbridge >/dev/null 2>&1 && fail "Docker created docker_gwbridge"
 listen late body0 late
-docker exec body-ecu sh -c "$(send_frames 4 1 body0)"
+send_in body-ecu 4 1 body0
 expect_frames late "$(frames 4 1)"
 docker network disconnect body late
 expect_eq "$(container_links late)" "eth0 lo" "late's interfaces after disconnect"

@@ -47,7 +47,7 @@ expect_contains "$(cat -v "$adapter/wire")" 'S6^MO^M' "what the driver told the 
 
 step "frames cross between a container and the controller, both ways"
 run_containers phys phys-ecu
-docker exec phys-ecu cansend can0 123#1122
+in_netns phys-ecu cansend can0 123#1122
 wait_until 10 "the frame on the adapter's wire" grep -q 't12321122' "$adapter/wire"
 ok "the container's frame reached the adapter as t12321122 (ID 123, 2 bytes: 11 22)"
 listen ecu can0 phys-ecu

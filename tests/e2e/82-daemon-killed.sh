@@ -21,7 +21,7 @@ mark=$(log_mark)
 kill -9 "$daemon"
 wait_until 10 "the logger to die with the daemon" bash -c "! kill -0 $logger"
 listeners b:can0:k-b host:khost
-docker exec k-a sh -c "$(send_frames 3 1 can0)"
+send_in k-a 3 1 can0
 expect_frames b "$(frames 3 1)"
 expect_frames host "$(frames 3 1)"
 
@@ -33,7 +33,7 @@ expect_eq "$(host_snapshot)" "$before" "links, gateway rules and state after the
 lines=$(wc -l <"$logs/killed.log")
 run_containers kbus k-c
 listeners a:can0:k-a c:can0:k-c
-docker exec k-b sh -c "$(send_frames 4 0 can0)"
+send_in k-b 4 0 can0
 expect_frames a "$(frames 4 0)"
 expect_frames c "$(frames 4 0)"
 wait_until 10 "4 more lines in the logger's file" bash -c "(( \$(wc -l <$logs/killed.log) >= $lines + 4 ))"

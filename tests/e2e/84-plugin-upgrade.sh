@@ -75,7 +75,7 @@ expect_eq "$(host_snapshot)" "$before" "links, gateway rules and state after the
 step "the upgraded plugin serves the bus: old and new containers"
 run_containers ubus u-c
 listeners b:can0:u-b c:can0:u-c host:uhost
-docker exec u-a sh -c "$(send_frames 4 1 can0)"
+send_in u-a 4 1 can0
 for r in b c host; do expect_frames "$r" "$(frames 4 1)"; done
 
 step "cleanup leaves nothing"

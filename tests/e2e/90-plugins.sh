@@ -24,7 +24,7 @@ host_if=$(ip -o link show type vcan | grep -oE 'vxbn[0-9a-f]{10}')
 [[ -n $host_if ]] || fail "no vxbn vcan made for the logger"
 run_containers logged log-a log-b
 listen b ecu0 log-b
-docker exec log-a sh -c "$(send_frames 5 2 ecu0)"
+send_in log-a 5 2 ecu0
 expect_frames b "$(frames 5 2)"
 wait_until 10 "7 lines in $logs/body.log" bash -c "(( \$(wc -l <$logs/body.log) >= 7 ))"
 head -n 2 "$logs/body.log"
@@ -48,7 +48,7 @@ wait_logged "$mark" "restarting plugin logger in" 20
 wait_logged "$mark" "plugin logger started serving network" 60
 new_pid=$(pgrep -x vxbus-logger)
 [[ -n $new_pid && $new_pid != "$pid" ]] || fail "no new logger process (old $pid, now '$new_pid')"
-docker exec log-a sh -c "$(send_frames 3 0 ecu0)"
+send_in log-a 3 0 ecu0
 wait_until 10 "10 lines in $logs/body.log" bash -c "(( \$(wc -l <$logs/body.log) >= 10 ))"
 expect_eq "$(awk '{print $3}' "$logs/body.log" | tail -n 3)" "$(frames 3 0)" "frames after the restart"
 ok "restarted (pid $pid -> $new_pid) and recording again"
@@ -65,7 +65,7 @@ mark=$(log_mark)
 wait_logged "$mark" "settings now: max_file_size 4096 bytes, max_files 2.*plugin=logger" 10
 expect_eq "$(pgrep -x vxbus-logger)" "$pid" "logger pid after reconfigure"
 # About 45 bytes a line: 200 frames fill 4096 bytes twice; with max_files=2 one old file is kept.
-docker exec log-a sh -c 'i=0; while [ $i -lt 200 ]; do cansend ecu0 321#00; i=$((i+1)); done'
+in_netns log-a sh -c 'i=0; while [ $i -lt 200 ]; do cansend ecu0 321#00; i=$((i+1)); done'
 wait_until 20 "a rotated log" test -f "$logs/body.log.1"
 sleep 1
 ls -l "$logs"
@@ -80,7 +80,7 @@ docker plugin disable -f "$PLUGIN" >/dev/null
 wait_until 20 "the logger to die with the daemon" bash -c '! pgrep -x vxbus-logger'
 docker plugin enable "$PLUGIN" >/dev/null
 wait_logged "$mark" "plugin logger started serving network" 30
-docker exec log-a sh -c "$(send_frames 2 0 ecu0)"
+send_in log-a 2 0 ecu0
 wait_until 10 "the 2 frames at the end of body.log" log_ends_with 2 "$(frames 2 0)"
 expect_contains "$("$vxbus" settings logger)" "max_files = 2" "settings kept across the restart"
 ok "the logger serves its bus again after the daemon restarted; settings kept"

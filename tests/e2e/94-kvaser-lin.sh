@@ -31,7 +31,7 @@ wait_logged "$mark" "bridging vxbn[0-9a-f]* to a simulated LIN bus (slave nodes 
 run_containers simbus lin-a lin-b
 listen b lin0 lin-b
 # DoorState (32) and SeatState (34) have slave publishers; LockCmd (16) is the master's own.
-docker exec lin-a sh -c 'cansend lin0 020#R && cansend lin0 022# && cansend lin0 010#0102'
+in_netns lin-a sh -c 'cansend lin0 020#R && cansend lin0 022# && cansend lin0 010#0102'
 # Answers interleave with what is still being sent: compared sorted.
 expect_eq "$(heard b | sort)" "$(printf '%s\n' 020#R 022# 010#0102 020#3412 022#03 | sort)" "frames on the bus"
 expect_eq "$(grep -c -E 'lib(lin|can)lib' "/proc/$(kvaser_pid)/maps" || true)" 0 "Kvaser libraries mapped by the simulator"
@@ -43,7 +43,7 @@ docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o 
   -o plugin.host_mode=slave -o plugin.database=$LIN_LDF simslave >/dev/null
 run_containers simslave lin-a
 # The master never stops: six frames come at once (two rounds of the table's three slots).
-got=$(docker exec lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}')
+got=$(in_netns lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}')
 echo "$got"
 expect_eq "$(sort -u <<<"$got")" "$(printf '%s\n' 010#0140 020#3412 022#03)" "frames of the simulated nodes"
 docker rm -f lin-a >/dev/null && docker network rm simslave >/dev/null
@@ -100,7 +100,7 @@ expect_contains "$(calls linSetupLIN)" "bps=19200 -> 0" "the bit rate"
 handle=$(calls linOpenChannel | tail -n1 | grep -oE 'h=[0-9]+$')
 run_containers linbus lin-a lin-b
 listen b lin0 lin-b
-docker exec lin-a sh -c 'cansend lin0 010#0102 && cansend lin0 020# && cansend lin0 020#R && cansend lin0 021# && cansend lin0 7FF#01'
+in_netns lin-a sh -c 'cansend lin0 010#0102 && cansend lin0 020# && cansend lin0 020#R && cansend lin0 021# && cansend lin0 7FF#01'
 # The answers to 32 twice; 33's answer had a checksum error: status [33, 2 (checksum), 1 error].
 expect_eq "$(heard b | sort)" "$(printf '%s\n' 010#0102 020# 020#R 021# 7FF#01 020#1122 020#1122 7F0#210201000000 | sort)" "frames on the bus"
 expect_eq "$(calls linWriteMessage | awk '{print $3, $4, $5, $7}')" "$handle id=16 data=0102 0" "LIN writes"
@@ -126,14 +126,14 @@ expect_contains "$(calls linSetupLIN | tail -n1)" "bps=9600 -> 0" "the LIN bit r
 handle=$(calls linOpenChannel | tail -n1 | grep -oE 'h=[0-9]+$')
 run_containers slavebus lin-a
 # Before the containers answer 34, the far node does (022#03); the answer to 32 comes every round.
-got=$(docker exec lin-a timeout 20 candump -L -n 4 lin0 | awk '{print $3}' | sort -u)
+got=$(in_netns lin-a timeout 20 candump -L -n 4 lin0 | awk '{print $3}' | sort -u)
 expect_eq "$got" "$(printf '%s\n' 020#1122 022#03)" "what the simulated master's headers brought"
-docker exec lin-a cansend lin0 022#0707
+in_netns lin-a cansend lin0 022#0707
 wait_until 10 "linUpdateMessage of 34" bash -c "grep -q 'linUpdateMessage $handle id=34 data=0707 -> 0' $record"
 # Now the adapter answers 34 itself: its own answer is not echoed; only 020#1122 comes.
-got=$(docker exec lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}' | sort -u)
+got=$(in_netns lin-a timeout 20 candump -L -n 6 lin0 | awk '{print $3}' | sort -u)
 expect_eq "$got" "020#1122" "frames after the containers took over 34"
-docker exec lin-a cansend lin0 022#
+in_netns lin-a cansend lin0 022#
 wait_until 10 "linClearMessage of 34" bash -c "grep -q 'linClearMessage $handle id=34 -> 0' $record"
 docker rm -f lin-a >/dev/null && docker network rm slavebus >/dev/null
 closed_last "$handle"
@@ -163,7 +163,7 @@ docker network create -d "$PLUGIN" -o device=lin -o plugin.driver=kvaser-lin -o 
   -o plugin.device_id=011121:1 -o plugin.database=$LIN_LDF -o plugin.schedule_table_name=Normal \
   -o plugin.base_tick_ms=5 schedbus >/dev/null
 run_containers schedbus lin-a
-docker exec lin-a cansend lin0 010#AB55
+in_netns lin-a cansend lin0 010#AB55
 # Timing is judged over 3 s of steady running, not while containers and links come and go
 # (under software emulation those stall the whole machine for tens of milliseconds).
 from=$(grep -c . "$record")

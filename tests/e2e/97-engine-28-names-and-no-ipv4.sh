@@ -26,7 +26,7 @@ wait $! || fail "docker run body-ecu failed"
 expect_eq "$(container_links body-ecu)" "body0 lo" "body-ecu's interfaces"
 expect_eq "$(container_links gw-ecu)" "gw_body0 lo" "gw-ecu's interfaces"
 listeners gw:gw_body0:gw-ecu
-docker exec body-ecu sh -c "$(send_frames 10 2 body0)"
+send_in body-ecu 10 2 body0
 expect_frames gw "$(frames 10 2)"
 ok "each container got the interface name it asked for, and the bus joins them"
 

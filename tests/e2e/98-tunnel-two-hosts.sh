@@ -53,7 +53,7 @@ at_least() { # FILE N: FILE has N lines or more
 }
 from_b=$'200#B0\n201#B1B1\n2A0##4B2B2B2B2B2B2B2B2B2B2B2B2'
 from_leaf=$'300#1E\n3A0##51E1E1E1E1E1E1E1E'
-docker exec ecu-a sh -c "$(send_frames 3 2 can0)"
+send_in ecu-a 3 2 can0
 wait_until 20 "the leaf to get A's 5 frames" at_least "$work/leaf" 5
 b exec ecu-b sh -c "for f in $(tr '\n' ' ' <<<"$from_b"); do cansend can0 \$f; done"
 wait_until 20 "the leaf to get B's 3 frames" at_least "$work/leaf" 8
@@ -85,7 +85,7 @@ tc qdisc add dev vxt-a root netem loss 30%
 on_exit "tc qdisc del dev vxt-a root 2>/dev/null"
 lost_before=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].lost')
 # One frame a datagram: the link is idle between cansends.
-docker exec ecu-a sh -c 'i=0; while [ $i -lt 60 ]; do cansend can0 7A0#$(printf %02X $i); i=$((i + 1)); done'
+in_netns ecu-a sh -c 'i=0; while [ $i -lt 60 ]; do cansend can0 7A0#$(printf %02X $i); i=$((i + 1)); done'
 tc qdisc del dev vxt-a root
 sleep 1
 b_after=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq -c '.[].peers[0] | [.lost, .rx_frames]')
@@ -183,7 +183,7 @@ wait_until 60 "the service's task running on both nodes" bash -c \
      -n \$(docker -H $B_HOST ps -q --filter label=com.docker.swarm.service.name=swsvc --filter status=running) ]]"
 task_a=$(task_on docker) task_b=$(task_on b)
 DOCKER_HOST=$B_HOST listeners sw:can0:"$task_b"
-docker exec "$task_a" sh -c "$(send_frames 2 1 can0)"
+send_in "$task_a" 2 1 can0
 expect_frames sw "$(frames 2 1)"
 docker service rm swsvc >/dev/null
 wait_until 60 "the service's tasks gone" bash -c \

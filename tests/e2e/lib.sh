@@ -19,6 +19,9 @@ if [[ ${VXBUS_TRACE:-0} != 0 ]]; then
 fi
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# Whether this run is on the newest engine (tests/vm/run's VXBUS_ENGINE): a scenario of both engines
+# proves what does not depend on the engine on the newest only.
+newest_engine() { [[ ${VXBUS_ENGINE:-newest} == newest ]]; }
 step() { echo "--- $*"; }
 ok() { echo "ok: $*"; }
 
@@ -169,35 +172,50 @@ candump_expect() {
   ((got == $1)) || fail "candump received $got frames, not $1:"$'\n'"$(cat "$CAN_DUMP")"
 }
 
-# listen NAME IFACE [CONTAINER]: records every frame on IFACE (inside CONTAINER when given), in
-# candump's log format; returns once its socket is bound. Several listeners may run at once;
-# `heard NAME` ends one once no frame has come for 3 s and prints what it got.
-# listeners NAME:IFACE[:CONTAINER]...: the same for several, started together (a `docker exec`
-# takes seconds under emulation), returning once every socket is bound.
+# in_netns CONTAINER COMMAND...: runs COMMAND (the VM's own binaries) in CONTAINER's network
+# namespace, where its CAN interfaces are. A `docker exec` takes one to two seconds under
+# emulation; this takes milliseconds and reaches the same sockets of the same kernel. Scenarios use
+# `docker exec` where what a user runs inside a container is the point (10, 70, 96) and this for
+# the rest of their traffic.
+in_netns() {
+  local pid
+  pid=$(container_pid "$1")
+  shift
+  nsenter -t "$pid" -n "$@"
+}
+# send_in CONTAINER CLASSIC FD IFACE: sends `frames CLASSIC FD` on IFACE in CONTAINER's namespace.
+send_in() { in_netns "$1" sh -c "$(send_frames "$2" "$3" "$4")"; }
+
+# listen NAME IFACE [CONTAINER]: records every frame on IFACE (in CONTAINER's network namespace
+# when given, see in_netns), in candump's log format; returns once its socket is bound. Several
+# listeners may run at once; `heard NAME` ends one once no frame has come for 3 s and prints what
+# it got. listeners NAME:IFACE[:CONTAINER]...: the same for several, started together, returning
+# once every socket is bound.
 _dumps=$(mktemp -d) _listeners=0
 listen() { listeners "$1:$2${3:+:$3}"; }
 listeners() {
-  local spec name iface container pid waits=() containers=() run tag bound
+  local spec name iface container pid waits=() containers=() run tag
+  for spec in "$@"; do
+    IFS=: read -r name iface container <<<"$spec"
+    [[ -z $container ]] || containers+=("$container")
+  done
+  ((${#containers[@]} == 0)) || known_pids "${containers[@]}" # one docker inspect for all
   for spec in "$@"; do
     IFS=: read -r name iface container <<<"$spec"
     # candump's -T (give up after this many ms without a frame) is a safety net of ten minutes and
-    # differs per listener, so `heard` can find the process (in the container too) and stop it.
+    # differs per listener, so `heard` can find the process and stop it.
     _listeners=$((_listeners + 1))
     tag="candump -L -T $((600000 + _listeners)) $iface"
-    run=($tag)
-    [[ -z $container ]] || run=(docker exec "$container" "${run[@]}")
+    run=($tag) pid=""
+    [[ -z $container ]] || { pid=$(container_pid "$container") && run=(nsenter -t "$pid" -n "${run[@]}"); }
     rm -f "$_dumps/$name" "$_dumps/$name.done"
     echo "$tag" >"$_dumps/$name.tag"
     { "${run[@]}" >"$_dumps/$name" 2>&1 || true; touch "$_dumps/$name.done"; } 2>/dev/null &  # no "Terminated" noise
-    waits+=("$name $iface $container")
-    [[ -z $container ]] || containers+=("$container")
+    waits+=("$name $iface $pid")
   done
-  ((${#containers[@]} == 0)) || known_pids "${containers[@]}"
   for spec in "${waits[@]}"; do
-    read -r name iface container <<<"$spec"
-    pid="" bound=20
-    [[ -z $container ]] || pid=$(container_pid "$container") bound=30
-    wait_until "$bound" "candump ($name) bound on $iface${container:+ in $container}" can_listener_on "$iface" $pid
+    read -r name iface pid <<<"$spec"
+    wait_until 20 "candump ($name) bound on $iface${pid:+ in the namespace of PID $pid}" can_listener_on "$iface" $pid
   done
 }
 # heard NAME [COUNT]: stops listener NAME and prints the frames it got (ID#DATA), in order. Call
