@@ -50,12 +50,12 @@ gui=$(docker inspect -f '{{(index .NetworkSettings.Networks "vehicle_diag").IPAd
 page=$(compose exec -T ecu sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 10 $gui 8080") ||
   fail "the ECU cannot fetch http://$gui:8080/ (the GUI)"
 expect_contains "$page" "vehicle-gui" "the GUI's page, fetched by the ECU"
-routes=$(nsenter -t "$(container_pid vehicle-ecu-1)" -n ip -4 route show)
+routes=$(in_netns vehicle-ecu-1 ip -4 route show)
 echo "$routes" | sed 's/^/  ecu route: /'
 expect_eq "$(grep -c '^default' <<<"$routes")" 1 "the ECU's default routes"
 expect_contains "$(grep '^default' <<<"$routes")" "dev eth0" "the ECU's default route"
 for iface in ecu_body0 ecu_chassis0; do
-  expect_eq "$(nsenter -t "$(container_pid vehicle-ecu-1)" -n ip -o addr show dev "$iface")" "" "addresses on the ECU's $iface"
+  expect_eq "$(in_netns vehicle-ecu-1 ip -o addr show dev "$iface")" "" "addresses on the ECU's $iface"
 done
 ok "IP on the bridge only: the CAN interfaces have no address and no route"
 

@@ -35,8 +35,8 @@ docker network create -d "$PLUGIN" -o device=gw gwcheck >/dev/null
 expect_eq "$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' gwcheck)" "" "the gateway of a default vxbus network"
 expect_eq "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' names)" "false null" "the --ipv4=false network's IPAM config"
 for c in body-ecu gw-ecu; do
-  expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -o -4 addr show scope global)" "" "IPv4 addresses in $c"
-  expect_eq "$(nsenter -t "$(container_pid "$c")" -n ip -4 route show)" "" "IPv4 routes in $c"
+  expect_eq "$(in_netns "$c" ip -o -4 addr show scope global)" "" "IPv4 addresses in $c"
+  expect_eq "$(in_netns "$c" ip -4 route show)" "" "IPv4 routes in $c"
 done
 ok "the network has no IPv4 subnet and its members no address"
 
@@ -51,7 +51,7 @@ docker network connect gwcheck bridge-first
 wait $! || fail "docker network connect ipnet bus-first failed"
 known_pids bus-first bridge-first
 for c in bus-first bridge-first; do
-  routes=$(nsenter -t "$(container_pid "$c")" -n ip -4 route show default)
+  routes=$(in_netns "$c" ip -4 route show default)
   echo "$c: $routes"
   read -r _ _ via _ dev _ <<<"$routes"
   expect_eq "$(grep -c . <<<"$routes") $via" "1 $bridge_gw" "default routes in $c (count and gateway)"
@@ -97,7 +97,7 @@ docker network create -d "$PLUGIN" -o device=v4 --ipv4=true withv4 >/dev/null
 expect_eq "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' plain)" "false null" "a bus created with no option"
 expect_contains "$(docker network inspect -f '{{.EnableIPv4}} {{json .IPAM.Config}}' withv4)" "true [{" "a bus created with --ipv4=true"
 run_containers plain quiet
-expect_eq "$(nsenter -t "$(container_pid quiet)" -n ip -o -4 addr show scope global)" "" "IPv4 addresses in a container on it"
+expect_eq "$(in_netns quiet ip -o -4 addr show scope global)" "" "IPv4 addresses in a container on it"
 docker rm -f quiet >/dev/null
 docker network rm plain withv4 >/dev/null
 rm /etc/docker/daemon.json

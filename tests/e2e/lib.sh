@@ -294,7 +294,7 @@ host_snapshot() { # every link on the host, every gateway rule (without its coun
 }
 # The interfaces in CONTAINER's network namespace, by name, space-separated.
 container_links() {
-  nsenter -t "$(container_pid "$1")" -n ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | xargs
+  in_netns "$1" ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | sort | xargs
 }
 
 source "$VXBUS_REPO/tests/vm/dockerd.sh"
