@@ -11,9 +11,11 @@
 #   backend from PyPI): one port, many clients. A's daemon is killed; dockerd restarts it, the
 #   tunnels come back from the state: B and the clients connect again by themselves, and the
 #   sealed UDP bus resumes.
-# - Swarm: with the hosts in a Swarm, a network made with `--scope swarm --config-from` a
-#   config-only network on each node (each node's own tunnel options) is one bus across the
-#   Swarm: a global service's tasks on both nodes share it.
+# - Swarm: with the hosts in a Swarm, a `--scope swarm --config-from` network whose config-only
+#   network says the same on each node (`tunnel.peers=swarm`, no address) is one bus across the
+#   Swarm: each node's tunnel has the other node as its peer, from Docker's node notifications,
+#   and a global service's tasks share the bus, also after A's daemon is killed (the nodes come
+#   back from the state).
 # - Removing the networks leaves no socket, link, rule or state entry on either host.
 # engines: newest
 source "$(dirname "$0")/lib.sh"
@@ -165,12 +167,16 @@ expect_eq "$((udp_after - udp_before))" 1 "frames B sent A on body after A's res
 wait_until 10 "both clients to get B's frame after the restart" \
   bash -c "grep -q 602#B2 $work/c1 && grep -q 602#B2 $work/c2"
 
-step "Swarm: a global service on a --scope swarm network with each node's --config-from options"
+step "Swarm: tunnel.peers=swarm, the same options on each node, a global service on the bus"
 docker swarm init --advertise-addr $A_IP >/dev/null
 on_exit "b swarm leave --force >/dev/null 2>&1; docker swarm leave --force >/dev/null 2>&1; docker network rm docker_gwbridge >/dev/null 2>&1; b network rm docker_gwbridge >/dev/null 2>&1"
 b swarm join --token "$(docker swarm join-token -q worker)" $A_IP:2377 >/dev/null
-docker network create --config-only -o tunnel.listen=$A_IP:20400 -o tunnel.peers=$B_IP:20400 swcfg >/dev/null
-b network create --config-only -o tunnel.listen=$B_IP:20400 -o tunnel.peers=$A_IP:20400 swcfg >/dev/null
+# No peer typed anywhere: each node's dockerd tells its vxbus of the Swarm's nodes (DiscoverNew),
+# and the tunnel takes the other nodes, at its own port, as peers. Docker hands a local-scope
+# driver a Swarm network's options only from a config-only network on each node.
+swarm_options=(-o tunnel.listen=0.0.0.0:20400 -o tunnel.peers=swarm)
+docker network create --config-only "${swarm_options[@]}" swcfg >/dev/null
+b network create --config-only "${swarm_options[@]}" swcfg >/dev/null
 docker network create -d "$PLUGIN" --scope swarm --config-from swcfg swbus >/dev/null
 docker service create --detach --quiet --name swsvc --mode global --network swbus "$TEST_IMAGE" \
   sh -c 'trap "exit 0" TERM; sleep 3600 & wait' >/dev/null
@@ -182,9 +188,23 @@ wait_until 60 "the service's task running on both nodes" bash -c \
   "[[ -n \$(docker ps -q --filter label=com.docker.swarm.service.name=swsvc --filter status=running) &&
      -n \$(docker -H $B_HOST ps -q --filter label=com.docker.swarm.service.name=swsvc --filter status=running) ]]"
 task_a=$(task_on docker) task_b=$(task_on b)
+swarm_peers() { # [vxbus ARGS...]: the far ends of that host's tunnel on swbus
+  "$vxbus" "$@" tunnel list swbus --json | jq -r '[.[].peers[] | "\(.role) \(.address)"] | join(",")'
+}
+expect_eq "$(swarm_peers)" "peer $B_IP:20400" "host A's peers on swbus"
+expect_eq "$(DOCKER_HOST=$B_HOST swarm_peers --state-dir "$B_STATE")" "peer $A_IP:20400" "host B's peers on swbus"
 DOCKER_HOST=$B_HOST listeners sw:can0:"$task_b"
 send_in "$task_a" 2 1 can0
 expect_frames sw "$(frames 2 1)"
+# The nodes are in the state: Docker tells a restarted plugin of no node again, and the bus
+# must not need it to.
+expect_eq "$(jq -c '.swarm_nodes' /var/lib/vxbus/state.json)" "[\"$A_IP\",\"$B_IP\"]" "the Swarm's nodes in A's state"
+mark=$(log_mark)
+kill -9 "$(pgrep -x vxbus --ns $$ --nslist net)"
+wait_logged "$mark" "peers are now the Swarm's other nodes: $B_IP:20400" 60
+listeners swa:can0:"$task_a"
+b exec "$task_b" cansend can0 7A0#5A
+expect_frames swa '7A0#5A'
 docker service rm swsvc >/dev/null
 wait_until 60 "the service's tasks gone" bash -c \
   "[[ -z \$(docker ps -aq --filter label=com.docker.swarm.service.name=swsvc) &&
@@ -196,7 +216,7 @@ docker swarm leave --force >/dev/null
 # Swarm made a docker_gwbridge on each node for its tasks' other networks: not vxbus's.
 docker network rm docker_gwbridge >/dev/null 2>&1 || true
 b network rm docker_gwbridge >/dev/null 2>&1 || true
-ok "one bus across the Swarm's two nodes, each with its own tunnel options"
+ok "one bus across the Swarm's two nodes, their tunnels' peers found from the Swarm, kept across a restart"
 
 step "removing the networks leaves nothing on either host"
 pkill -f "$peer" || true

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use vxbus_dataplane::ifname::{self, IfName, IfNameError};
 use vxbus_sdk::{PluginId, PLUGIN_ID_RULE};
 use vxbus_tunnel::{
-    spec::{parse_address, parse_batch_delay, parse_peers, SpecError},
+    spec::{parse_address, parse_batch_delay, parse_peers, SpecError, SWARM_PEERS},
     Transport, TunnelSpec,
 };
 
@@ -157,6 +157,28 @@ pub enum OptionError {
     #[error("option `{name}` must be a string, not {value}")]
     NotAString { name: String, value: String },
 }
+
+impl OptionError {
+    /// The same refusal, its allowed values followed by another that is allowed too.
+    fn with_alternative(self, alternative: &str) -> OptionError {
+        match self {
+            OptionError::Invalid {
+                name,
+                value,
+                allowed,
+            } => OptionError::Invalid {
+                name,
+                value,
+                allowed: format!("{allowed}; {alternative}"),
+            },
+            other => other,
+        }
+    }
+}
+
+/// What `tunnel.peers` takes besides a list of addresses.
+const SWARM_PEERS_ALLOWED: &str =
+    "or `swarm`: the Swarm's other nodes, at tunnel.listen's port (a Swarm-scoped network)";
 
 fn invalid(name: &str, value: &str, allowed: impl Into<String>) -> OptionError {
     OptionError::Invalid {
@@ -379,7 +401,28 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
             .transpose()
             .map(Option::unwrap_or_default)
     };
-    let (peers, leaves) = (list("tunnel.peers")?, list("tunnel.leaves")?);
+    let follows_swarm = value("tunnel.peers").map(str::trim) == Some(SWARM_PEERS);
+    if follows_swarm && listen.is_none() {
+        // The Swarm's nodes are peers at the port this node listens on.
+        return Err(OptionError::Needs {
+            name: "tunnel.peers".to_owned(),
+            needs: "tunnel.listen",
+        });
+    }
+    let peers = match follows_swarm {
+        true => Vec::new(),
+        false => value("tunnel.peers")
+            .map(|text| {
+                parse_peers(text).map_err(|err| match err {
+                    SpecError::Address => refuse("tunnel.peers", SpecError::Address)
+                        .with_alternative(SWARM_PEERS_ALLOWED),
+                    other => refuse("tunnel.peers", other),
+                })
+            })
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let leaves = list("tunnel.leaves")?;
     let batch_delay = value("tunnel.batch_delay")
         .map(|text| parse_batch_delay(text).map_err(|err| refuse("tunnel.batch_delay", err)))
         .transpose()?
@@ -408,6 +451,12 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
         SpecError::PeerIsListen(addr) | SpecError::PeerTwice(addr) => refuse(list_of(addr), err),
         other => refuse("tunnel.peers", other),
     })?;
+    let spec = match follows_swarm {
+        true => spec
+            .following_swarm()
+            .map_err(|err| refuse("tunnel.peers", err))?,
+        false => spec,
+    };
     match value("tunnel.key") {
         Some(path) => spec
             .with_key_file(path)
@@ -650,6 +699,9 @@ mod tests {
             "tunnel.transport=udp tunnel.listen=0.0.0.0:20000 tunnel.peers=10.0.0.2:20000 \
              tunnel.leaves=10.0.0.7:20000 tunnel.batch_delay=0us"
         );
+        let swarm = parse(json!({"tunnel.listen": "0.0.0.0:20400", "tunnel.peers": "swarm"}));
+        let swarm = swarm.unwrap().tunnel.unwrap();
+        assert!(swarm.follows_swarm() && swarm.peers().is_empty());
         let tcp = parse(json!({"tunnel.transport": "tcp", "tunnel.peers": "10.0.0.1:20000"}));
         assert!(tcp.unwrap().tunnel.is_some());
         assert_eq!(parse(json!({})).unwrap().tunnel, None);
@@ -665,6 +717,8 @@ mod tests {
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1,10.0.0.2:1"}), "option `tunnel.peers`: `10.0.0.2:1,10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1", "tunnel.leaves": "10.0.0.2:1"}), "option `tunnel.leaves`: `10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
             (json!({"tunnel.listen": "10.0.0.1:1", "tunnel.leaves": "10.0.0.1:1"}), "option `tunnel.leaves`: `10.0.0.1:1` is not allowed: 10.0.0.1:1 is the tunnel's own"),
+            (json!({"tunnel.peers": "swarm"}), "option `tunnel.peers` needs option `tunnel.listen`"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "swarms"}), "option `tunnel.peers`: `swarms` is not allowed: an IP address and a port other than 0, such as 0.0.0.0:20000 or [::]:20000; or `swarm`"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.batch_delay": "1s"}), "option `tunnel.batch_delay`: `1s` is not allowed: a delay such as"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.key": "body.key"}), "option `tunnel.key`: `body.key` is not allowed: an absolute path"),
             (json!({"tunnel.transport": "tcp", "tunnel.listen": "0.0.0.0:1", "tunnel.key": "/k"}), "option `tunnel.key`: `/k` is not allowed: tunnel.key seals udp datagrams"),

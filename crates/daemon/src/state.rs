@@ -9,9 +9,10 @@
 //! place a network's options survive a restart of the plugin or of dockerd.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     io::{self, Write},
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -34,6 +35,11 @@ pub struct State {
     pub format: u32,
     /// By Docker's network ID.
     pub networks: BTreeMap<String, Network>,
+    /// The Swarm's nodes Docker told of (DiscoverNew, less DiscoverDelete), this one among
+    /// them: the peers of `tunnel.peers=swarm` tunnels. Kept because Docker tells a plugin
+    /// enabled after the Swarm formed only of its own node. Written only when not empty.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub swarm_nodes: BTreeSet<IpAddr>,
 }
 
 /// One network (one CAN bus).
@@ -85,6 +91,7 @@ impl State {
         State {
             format: FORMAT,
             networks: BTreeMap::new(),
+            swarm_nodes: BTreeSet::new(),
         }
     }
 
@@ -214,6 +221,7 @@ mod tests {
 
     fn sample() -> State {
         let mut state = State::new();
+        state.swarm_nodes.insert("10.0.0.2".parse().unwrap());
         let mut options = Map::new();
         options.insert("device".into(), Value::String("ecu".into()));
         let mut network = Network {

@@ -72,7 +72,13 @@ pub struct TunnelSpec {
     batch_delay: Duration,
     /// The pre-shared key's file, as the daemon sees it (see [`crate::seal`]).
     key_file: Option<PathBuf>,
+    /// `tunnel.peers=swarm`: the peers are the Swarm's other nodes at the listening port,
+    /// given to the running tunnel by the daemon as Docker reports them; `peers` is empty.
+    follows_swarm: bool,
 }
+
+/// `tunnel.peers`'s value that makes the Swarm's nodes the peers.
+pub const SWARM_PEERS: &str = "swarm";
 
 /// A refused value, named by what it is about; the daemon adds the option's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +103,8 @@ pub enum SpecError {
     KeyPath,
     #[error("tunnel.key seals udp datagrams between vxbus peers; a tcp tunnel cannot use it yet")]
     KeyNeedsUdp,
+    #[error("tunnel.peers=swarm needs tunnel.listen: the Swarm's nodes are peers at its port")]
+    SwarmNeedsListen,
 }
 
 /// An `IP:PORT` address, port not 0.
@@ -171,7 +179,25 @@ impl TunnelSpec {
             leaves,
             batch_delay,
             key_file: None,
+            follows_swarm: false,
         })
+    }
+
+    /// The same tunnel, its peers the Swarm's other nodes (`tunnel.peers=swarm`) rather than a
+    /// list: it needs a listening address, whose port the nodes' tunnels share, and no listed
+    /// peers.
+    pub fn following_swarm(mut self) -> Result<TunnelSpec, SpecError> {
+        if self.listen.is_none() {
+            return Err(SpecError::SwarmNeedsListen);
+        }
+        self.peers.clear();
+        self.follows_swarm = true;
+        Ok(self)
+    }
+
+    /// Whether the peers are the Swarm's nodes, found at run time (`tunnel.peers=swarm`).
+    pub fn follows_swarm(&self) -> bool {
+        self.follows_swarm
     }
 
     /// The same tunnel, its datagrams to and from vxbus peers sealed with the key in `path`.
@@ -218,6 +244,9 @@ impl fmt::Display for TunnelSpec {
         write!(f, "tunnel.transport={}", self.transport)?;
         if let Some(listen) = self.listen {
             write!(f, " tunnel.listen={listen}")?;
+        }
+        if self.follows_swarm {
+            write!(f, " tunnel.peers={SWARM_PEERS}")?;
         }
         for (name, list) in [("peers", &self.peers), ("leaves", &self.leaves)] {
             if !list.is_empty() {
@@ -296,5 +325,32 @@ mod tests {
         assert_eq!(both, Err(SpecError::PeerTwice(peer)));
         let leaves = TunnelSpec::new(Transport::Tcp, None, vec![], vec![peer], Duration::ZERO);
         assert!(leaves.is_ok());
+    }
+
+    #[test]
+    fn a_spec_following_the_swarm_listens_and_lists_no_peers() {
+        let addr: SocketAddr = "0.0.0.0:20400".parse().unwrap();
+        let peer: SocketAddr = "10.0.0.2:20400".parse().unwrap();
+        let swarm = TunnelSpec::new(
+            Transport::Udp,
+            Some(addr),
+            vec![peer],
+            vec![],
+            Duration::ZERO,
+        )
+        .unwrap()
+        .following_swarm()
+        .unwrap();
+        assert!(swarm.follows_swarm());
+        assert!(swarm.peers().is_empty());
+        assert_eq!(
+            swarm.to_string(),
+            "tunnel.transport=udp tunnel.listen=0.0.0.0:20400 tunnel.peers=swarm tunnel.batch_delay=0us"
+        );
+        let no_listen = TunnelSpec::new(Transport::Tcp, None, vec![peer], vec![], Duration::ZERO);
+        assert_eq!(
+            no_listen.unwrap().following_swarm(),
+            Err(SpecError::SwarmNeedsListen)
+        );
     }
 }

@@ -20,8 +20,14 @@ pub struct ActivateResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// One host. A CAN bus made of vcan, vxcan and can-gw exists in one kernel.
+    /// One host. A CAN bus made of vcan, vxcan and can-gw exists in one kernel, and its
+    /// records are the host's own (`Scope`).
     Local,
+    /// Many hosts. Declared as `ConnectivityScope` (with `Scope` local, as macvlan does), it
+    /// makes a Swarm node's dockerd tell vxbus of the Swarm's nodes (DiscoverNew,
+    /// DiscoverDelete), which `tunnel.peers=swarm` tunnels take as peers. Plain local
+    /// networks work as before.
+    Global,
 }
 
 /// Answer to `/NetworkDriver.GetCapabilities`.
@@ -126,6 +132,31 @@ impl CreateEndpointRequest {
             )),
         }
     }
+}
+
+/// The body of DiscoverNew and DiscoverDelete: `{"DiscoveryType": 1, "DiscoveryData":
+/// {"Address": "10.0.0.2", "BindAddress": "...", "Self": false}}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiscoveryRequest {
+    pub discovery_type: u32,
+    /// What the notification is about; its shape depends on the type.
+    #[serde(default)]
+    pub discovery_data: Value,
+}
+
+/// The discovery type of a node joining or leaving (libnetwork's `NodeDiscovery`); the others
+/// are overlay's encryption keys.
+pub const NODE_DISCOVERY: u32 = 1;
+
+/// `DiscoveryData` of a node: its address (the one it advertises to the Swarm), and whether it
+/// is this node (then it is the data-path address).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeDiscoveryData {
+    pub address: String,
+    #[serde(default, rename = "Self")]
+    pub is_self: bool,
 }
 
 /// The body of DeleteNetwork (and of the calls that name only a network).

@@ -9,7 +9,7 @@
 
 pub mod api;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::{
     body::Bytes,
@@ -23,19 +23,17 @@ use serde::{de::DeserializeOwned, Serialize};
 
 pub use api::{
     ActivateResponse, CapabilitiesResponse, CreateEndpointRequest, CreateNetworkRequest,
-    EmptyResponse, EndpointInfoResponse, EndpointRequest, ErrorResponse, GwAllocCheckResponse,
-    InterfaceName, JoinResponse, NetworkRequest, Scope, CONTENT_TYPE, GENERIC_OPTIONS,
-    IFNAME_OPTION,
+    DiscoveryRequest, EmptyResponse, EndpointInfoResponse, EndpointRequest, ErrorResponse,
+    GwAllocCheckResponse, InterfaceName, JoinResponse, NetworkRequest, NodeDiscoveryData, Scope,
+    CONTENT_TYPE, GENERIC_OPTIONS, IFNAME_OPTION, NODE_DISCOVERY,
 };
 
-use crate::driver::{BusError, Driver};
+use crate::driver::{BusError, Driver, NodeChange};
 
-/// Calls a local-scope CAN driver answers with an empty success: swarm node discovery
-/// (DiscoverNew, DiscoverDelete), external connectivity (a CAN bus has no ports to publish), and
-/// the global-scope network allocation Docker never sends a local driver.
+/// Calls a CAN driver answers with an empty success: external connectivity (a CAN bus has no
+/// ports to publish), and the global-scope network allocation Docker sends only to a driver
+/// whose `Scope` is global.
 pub const NOTHING_TO_DO: &[&str] = &[
-    "DiscoverNew",
-    "DiscoverDelete",
     "ProgramExternalConnectivity",
     "RevokeExternalConnectivity",
     "AllocateNetwork",
@@ -138,7 +136,9 @@ pub fn router(driver: Arc<Driver>) -> Router {
         .route("/NetworkDriver.EndpointOperInfo", post(endpoint_oper_info))
         .route("/NetworkDriver.DeleteEndpoint", post(delete_endpoint))
         .route("/NetworkDriver.Join", post(join))
-        .route("/NetworkDriver.Leave", post(leave));
+        .route("/NetworkDriver.Leave", post(leave))
+        .route("/NetworkDriver.DiscoverNew", post(discover_new))
+        .route("/NetworkDriver.DiscoverDelete", post(discover_delete));
     for &call in NOTHING_TO_DO {
         router = router.route(
             &format!("/NetworkDriver.{call}"),
@@ -162,7 +162,7 @@ async fn get_capabilities() -> Response {
     tracing::debug!("Docker asked for the driver's capabilities");
     ok(&CapabilitiesResponse {
         scope: Scope::Local,
-        connectivity_scope: Scope::Local,
+        connectivity_scope: Scope::Global,
         gw_alloc_checker: true,
     })
 }
@@ -216,6 +216,45 @@ async fn delete_network(State(driver): Shared, body: Bytes) -> Result<Response, 
     to_the_end(async move { driver.delete_network(&owned_id).await })
         .await
         .map_err(|err| logged(CALL, &format!("of network {id}"), err.into()))?;
+    Ok(ok(&EmptyResponse {}))
+}
+
+async fn discover_new(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
+    discovered("DiscoverNew", &driver, &body, NodeChange::Joined).await
+}
+
+async fn discover_delete(State(driver): Shared, body: Bytes) -> Result<Response, DriverError> {
+    discovered("DiscoverDelete", &driver, &body, NodeChange::Left).await
+}
+
+/// A Swarm node joined or left (node discovery); other discovery types are not vxbus's.
+async fn discovered(
+    call: &'static str,
+    driver: &Driver,
+    body: &Bytes,
+    change: fn(IpAddr) -> NodeChange,
+) -> Result<Response, DriverError> {
+    let request: DiscoveryRequest = parse(call, body)?;
+    if request.discovery_type != NODE_DISCOVERY {
+        return Ok(ok(&EmptyResponse {}));
+    }
+    let bad = |reason: String| logged(call, "", DriverError::BadRequest { call, reason });
+    let node: NodeDiscoveryData =
+        serde_json::from_value(request.discovery_data).map_err(|err| bad(err.to_string()))?;
+    let ip: IpAddr = node.address.parse().map_err(|_| {
+        bad(format!(
+            "node address `{}` is not an IP address",
+            node.address
+        ))
+    })?;
+    tracing::debug!(
+        "{call}: Swarm node {ip}{}",
+        if node.is_self { " (this node)" } else { "" }
+    );
+    driver
+        .swarm_node(change(ip))
+        .await
+        .map_err(|err| logged(call, &format!("of node {ip}"), err.into()))?;
     Ok(ok(&EmptyResponse {}))
 }
 
@@ -372,12 +411,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn capabilities_are_local_in_both_scopes_and_ask_for_the_gateway_check() {
+    async fn swarm_nodes_are_recorded_as_docker_reports_them() {
+        let (driver, dir) = driver().await;
+        let call = |path: &str, body: &str| {
+            let request = Request::post(path)
+                .body(Body::from(body.to_owned()))
+                .unwrap();
+            let router = router(driver.clone());
+            async move { router.oneshot(request).await.unwrap().status() }
+        };
+        let recorded = || {
+            let state = StateFile::in_dir(dir.path()).load().unwrap();
+            state
+                .swarm_nodes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let node = |ip: &str, me: bool| {
+            format!(
+                r#"{{"DiscoveryType":1,"DiscoveryData":{{"Address":"{ip}","BindAddress":"0.0.0.0","Self":{me}}}}}"#
+            )
+        };
+        for (ip, me) in [
+            ("10.99.0.1", true),
+            ("10.99.0.2", false),
+            ("10.99.0.2", false),
+        ] {
+            let status = call("/NetworkDriver.DiscoverNew", &node(ip, me)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        assert_eq!(recorded(), ["10.99.0.1", "10.99.0.2"]);
+        let status = call("/NetworkDriver.DiscoverDelete", &node("10.99.0.2", false)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(recorded(), ["10.99.0.1"]);
+        // Overlay's encryption keys are not vxbus's business; a node without an IP is refused.
+        let keys = r#"{"DiscoveryType":2,"DiscoveryData":{"Keys":[]}}"#;
+        assert_eq!(
+            call("/NetworkDriver.DiscoverNew", keys).await,
+            StatusCode::OK
+        );
+        let status = call("/NetworkDriver.DiscoverNew", &node("node-1", false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(recorded(), ["10.99.0.1"]);
+    }
+
+    #[tokio::test]
+    async fn capabilities_keep_records_local_hear_of_swarm_nodes_and_ask_for_the_gateway_check() {
         let (status, _, body) = post("/NetworkDriver.GetCapabilities", "null").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"Scope": "local", "ConnectivityScope": "local", "GwAllocChecker": true})
+            json!({"Scope": "local", "ConnectivityScope": "global", "GwAllocChecker": true})
         );
     }
 

@@ -54,10 +54,12 @@ mod host_device;
 mod names;
 mod reconcile;
 mod rules;
+mod swarm;
 mod tunnels;
 
-use names::{is_ours_by_name, link_names, plugin_host_name};
+use names::{is_ours_by_name, is_swarm_id, link_names, plugin_host_name};
 pub use names::{HOST_END_PREFIX, PEER_PREFIX, PLUGIN_HOST_PREFIX};
+pub use swarm::NodeChange;
 use tunnels::short;
 pub use tunnels::Change;
 
@@ -186,6 +188,8 @@ struct Inner {
     tunnels: BTreeMap<String, Tunnel>,
     /// Each network's last tunnel start failure, already logged.
     tunnel_failures: BTreeMap<String, String>,
+    /// The Swarm nodes given as peers to each running tunnel that follows the Swarm.
+    swarm_given: BTreeMap<String, BTreeSet<std::net::SocketAddr>>,
 }
 
 impl Driver {
@@ -216,6 +220,7 @@ impl Driver {
             heal_failure: None,
             tunnels: BTreeMap::new(),
             tunnel_failures: BTreeMap::new(),
+            swarm_given: BTreeMap::new(),
         };
         let kernel_ok = match kernel::check(&inner.links, &inner.gw).await {
             Ok(()) => true,
@@ -318,6 +323,11 @@ impl Driver {
         Ok(inner.tunnel_stats(id.as_deref()).into_iter().collect())
     }
 
+    /// Docker's DiscoverNew or DiscoverDelete: a node joined or left the Swarm.
+    pub async fn swarm_node(&self, change: NodeChange) -> Result<(), BusError> {
+        self.inner.lock().await.swarm_node(change).await
+    }
+
     /// `vxbus tunnel add|remove`: changes a far end of a network's running tunnel and records it.
     pub async fn change_tunnel(
         &self,
@@ -376,6 +386,7 @@ impl Driver {
         let _check = CheckAfter(&self.called);
         let spec = BusSpec::from_options(options)?;
         let options = options.cloned().unwrap_or_default();
+        let spec_has_no_options = options.is_empty();
         // The plugin checks its options before anything exists (it may have to be spawned:
         // done outside the lock, which Docker's other calls need meanwhile).
         let prepared = match &spec.plugin {
@@ -485,7 +496,8 @@ impl Driver {
             return Err(err);
         }
         if let Some(tunnel) = tunnel {
-            inner.tunnels.insert(id.to_owned(), tunnel);
+            inner.run_tunnel(id, tunnel);
+            inner.follow_swarm().await;
         }
         let host = match &host_device {
             Some(host) if host.created => format!(", host device {} created", host.name),
@@ -493,6 +505,16 @@ impl Driver {
             None => String::new(),
         };
         tracing::info!("network {id} created: {spec}{host}");
+        if spec_has_no_options && is_swarm_id(id) {
+            // Docker hands a local-scope driver no `-o` option of a `--scope swarm` network:
+            // those come only through `--config-from` a `--config-only` network on each node.
+            tracing::warn!(
+                "network {id} is a Swarm network and came with no option: a plain bus on this \
+                 node. Options of a Swarm network (tunnel.peers=swarm, ...) go in a \
+                 `docker network create --config-only` network on each node, named with \
+                 `--config-from` on the manager; `-o` beside `--scope swarm` never reaches vxbus"
+            );
+        }
         Ok(())
     }
 
@@ -732,6 +754,7 @@ impl Inner {
         if let Some(tunnel) = self.tunnels.remove(id) {
             tunnel.stop().await;
         }
+        self.swarm_given.remove(id);
         // The bus's own rules first: those between two of its links. A bridged host device
         // may carry other rules, to links not on the bus: they are not vxbus's, and stay.
         let ours: BTreeSet<u32> = self.links_of(id).await?.indexes().collect();

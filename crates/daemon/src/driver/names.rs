@@ -59,6 +59,12 @@ fn network_id_char(b: u8) -> bool {
     b.is_ascii_digit() || b.is_ascii_lowercase()
 }
 
+/// Whether `id` is a Swarm network's (25 digits and lowercase letters), not a local one's (64
+/// hex digits).
+pub(super) fn is_swarm_id(id: &str) -> bool {
+    id.len() == 25 && id.bytes().all(network_id_char)
+}
+
 /// The name of the vcan made for network `id`'s plugin or tunnel.
 pub(super) fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
     id.get(..ID_DIGITS)
@@ -76,6 +82,13 @@ pub(super) fn plugin_host_name(id: &str) -> Result<IfName, BusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swarm_ids_are_told_from_local_ones() {
+        assert!(is_swarm_id("k32bz3zl8j820tzb6lylsydfc"));
+        assert!(!is_swarm_id(&"0a".repeat(32)));
+        assert!(!is_swarm_id("K32BZ3ZL8J820TZB6LYLSYDFC"));
+    }
 
     #[test]
     fn a_swarm_networks_vcan_is_named_after_its_base_36_id() {

@@ -63,6 +63,7 @@ impl Inner {
                 Some((id.clone(), network.host_device.as_ref()?.name.clone()))
             })
             .collect();
+        let mut started = false;
         for (id, host) in wanted {
             let Ok(spec) = self.spec(&id) else { continue };
             let Some(tunnel_spec) = spec.tunnel else {
@@ -71,7 +72,8 @@ impl Inner {
             match Tunnel::start(short(&id), host.as_str(), &tunnel_spec).await {
                 Ok(tunnel) => {
                     self.tunnel_failures.remove(&id);
-                    self.tunnels.insert(id, tunnel);
+                    self.run_tunnel(&id, tunnel);
+                    started = true;
                 }
                 Err(err) => {
                     let message = err.to_string();
@@ -86,6 +88,16 @@ impl Inner {
                 }
             }
         }
+        if started {
+            self.follow_swarm().await;
+        }
+    }
+
+    /// Keeps tunnel `tunnel`, just started, as network `id`'s. It has no Swarm peers yet:
+    /// [`Inner::follow_swarm`] gives them.
+    pub(super) fn run_tunnel(&mut self, id: &str, tunnel: Tunnel) {
+        self.swarm_given.remove(id);
+        self.tunnels.insert(id.to_owned(), tunnel);
     }
 
     /// The running tunnels' counters, of one network or all.
@@ -119,6 +131,17 @@ impl Inner {
             ))
         })?;
         let peer_error = |err: PeerError| BusError::Conflict(err.to_string());
+        let a_leaf = match change {
+            Change::Add(kind) => kind == FarEnd::Leaf,
+            Change::Remove => tunnel_spec.leaves().contains(&addr),
+        };
+        if tunnel_spec.follows_swarm() && !a_leaf {
+            return Err(BusError::Conflict(format!(
+                "network {}'s peers are the Swarm's nodes (tunnel.peers=swarm), added and removed \
+                 as Docker reports them; `vxbus tunnel` adds and removes its leaves only",
+                short(id)
+            )));
+        }
         let (option, mut list) = match change {
             Change::Add(FarEnd::Peer) => ("tunnel.peers", tunnel_spec.peers().to_vec()),
             Change::Add(FarEnd::Leaf) => ("tunnel.leaves", tunnel_spec.leaves().to_vec()),
