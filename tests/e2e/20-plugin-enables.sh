@@ -18,7 +18,7 @@ expect_contains "$startup" 'level=info' "dockerd's level for the daemon's info l
 
 step "the socket Docker uses answers the handshake"
 expect_eq "$(plugin_call Plugin.Activate)" '{"Implements":["NetworkDriver"]}' "Plugin.Activate"
-expect_eq "$(plugin_call NetworkDriver.GetCapabilities)" '{"Scope":"local","ConnectivityScope":"local","GwAllocChecker":true}' \
+expect_eq "$(plugin_call NetworkDriver.GetCapabilities)" '{"Scope":"local","ConnectivityScope":"global","GwAllocChecker":true}' \
   "NetworkDriver.GetCapabilities"
 
 step "the plugin carries the version in Cargo.toml: in its description and in vxbus --version"
