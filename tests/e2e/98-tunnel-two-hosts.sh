@@ -7,8 +7,8 @@
 #   dropped and counted; the counters match what was sent; datagrams between the hosts are
 #   sealed (tunnel.key), the leaf's plain; a leaf added with `vxbus tunnel` is recorded in the
 #   state, and removed again; a port in use and a missing key file are refused at create.
-# - TCP (fd=false): host B connects to A, and so do two clients of can-cannelloni (the python-can
-#   backend from PyPI): one port, many clients. A's daemon is killed; dockerd restarts it, the
+# - TCP (fd=false): host B connects to A, sealed (tunnel.key), and so do two clients of
+#   can-cannelloni (the python-can backend from PyPI), plain: one port, many clients. A's daemon is killed; dockerd restarts it, the
 #   tunnels come back from the state: B and the clients connect again by themselves, and the
 #   sealed UDP bus resumes.
 # - Swarm: with the hosts in a Swarm, a `--scope swarm --config-from` network whose config-only
@@ -116,10 +116,13 @@ no_key=$(docker network create -d "$PLUGIN" -o tunnel.listen=$A_IP:20201 \
   -o tunnel.key=/var/lib/vxbus/keys/none.key nokey 2>&1) && fail "a network with a missing key file was created"
 expect_contains "$no_key" "option \`tunnel.key\`: \`/var/lib/vxbus/keys/none.key\` is not allowed" "a missing key file"
 
-step "TCP (fd=false): B and two can-cannelloni clients connect to A's one port"
-docker network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.listen=$A_IP:20100 wire >/dev/null
+step "TCP (fd=false): B and two can-cannelloni clients connect to A's one port; A-B sealed"
+# With a key, plain clients only from tunnel.clients: the two below run on host A.
+docker network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.listen=$A_IP:20100 \
+  -o tunnel.key=$key -o tunnel.clients=$A_IP wire >/dev/null
 on_failure docker network rm wire
-b network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.peers=$A_IP:20100 wire >/dev/null
+b network create -d "$PLUGIN" -o fd=false -o tunnel.transport=tcp -o tunnel.peers=$A_IP:20100 \
+  -o tunnel.key=$key wire >/dev/null
 docker network connect wire ecu-a &
 connected_a=$!
 b network connect wire ecu-b
@@ -135,6 +138,9 @@ expect_eq "$("$vxbus" tunnel list wire --json | jq -c '[.[].peers[] | .role] | s
 # B's mark is read before the hub hears of the connection: it is a vxbus host from the start.
 expect_eq "$("$vxbus" tunnel list wire --json | jq '[.[].peers[] | select(.vxbus)] | length')" "1" \
   "far ends that said they are vxbus hosts (B)"
+# B's stream is sealed (tunnel.key on both hosts); the cannelloni clients' stay plain.
+expect_eq "$("$vxbus" tunnel list wire --json | jq -c '[.[].peers[] | [.vxbus, .sealed]] | sort')" \
+  '[[false,false],[false,false],[true,true]]' "A's far ends on wire: [vxbus host, sealed]"
 listeners wa:can1:ecu-a
 DOCKER_HOST=$B_HOST listeners wb:can1:ecu-b
 from_c1=$'500#C1\n501#C1C1'
@@ -164,6 +170,14 @@ expect_frames wa2 '602#B2'
 expect_frames a2 '700#B0'
 udp_after=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].tx_frames')
 expect_eq "$((udp_after - udp_before))" 1 "frames B sent A on body after A's restart"
+# The gap shows: B saw A come back with a new id, and connect to it again over TCP.
+expect_eq "$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].restarts')" \
+  1 "restarts B counted of A on body"
+b_restarts=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list wire --json | jq '.[].peers[0].restarts')
+((b_restarts >= 1)) || fail "B counted $b_restarts restart(s) of A on wire, not the one after A's restart"
+# A plain client from host B's address: not in tunnel.clients of a sealed bus, refused.
+in_b bash -c "exec 3<>/dev/tcp/$A_IP/20100 && printf CANNELLONIv1 >&3 && timeout 3 cat <&3 >/dev/null" || true
+expect_eq "$("$vxbus" tunnel list wire --json | jq '.[].refused_clients')" 1 "plain clients A refused on wire"
 wait_until 10 "both clients to get B's frame after the restart" \
   bash -c "grep -q 602#B2 $work/c1 && grep -q 602#B2 $work/c2"
 
@@ -191,6 +205,12 @@ task_a=$(task_on docker) task_b=$(task_on b)
 swarm_peers() { # [vxbus ARGS...]: the far ends of that host's tunnel on swbus
   "$vxbus" "$@" tunnel list swbus --json | jq -r '[.[].peers[] | "\(.role) \(.address)"] | join(",")'
 }
+swarm_peered() { # each node's tunnel on swbus has the other node as its one peer
+  [[ $(swarm_peers) == "peer $B_IP:20400" &&
+     $(DOCKER_HOST=$B_HOST swarm_peers --state-dir "$B_STATE") == "peer $A_IP:20400" ]]
+}
+# Docker may tell a node of the other after the task has started: wait, then show what is.
+(wait_until 10 "each node's tunnel on swbus to have the other node as its peer" swarm_peered) 2>/dev/null || true
 expect_eq "$(swarm_peers)" "peer $B_IP:20400" "host A's peers on swbus"
 expect_eq "$(DOCKER_HOST=$B_HOST swarm_peers --state-dir "$B_STATE")" "peer $A_IP:20400" "host B's peers on swbus"
 DOCKER_HOST=$B_HOST listeners sw:can0:"$task_b"
@@ -199,8 +219,10 @@ expect_frames sw "$(frames 2 1)"
 # The nodes are in the state: Docker tells a restarted plugin of no node again, and the bus
 # must not need it to.
 expect_eq "$(jq -c '.swarm_nodes' /var/lib/vxbus/state.json)" "[\"$A_IP\",\"$B_IP\"]" "the Swarm's nodes in A's state"
+daemon_a=$(pgrep -x vxbus --ns $$ --nslist net)
+[[ $daemon_a =~ ^[0-9]+$ ]] || fail "not one vxbus daemon on host A: '$daemon_a'"
 mark=$(log_mark)
-kill -9 "$(pgrep -x vxbus --ns $$ --nslist net)"
+kill -9 "$daemon_a"
 wait_logged "$mark" "peers are now the Swarm's other nodes: $B_IP:20400" 60
 listeners swa:can0:"$task_a"
 b exec "$task_b" cansend can0 7A0#5A

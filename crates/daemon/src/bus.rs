@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use vxbus_dataplane::ifname::{self, IfName, IfNameError};
 use vxbus_sdk::{PluginId, PLUGIN_ID_RULE};
 use vxbus_tunnel::{
-    spec::{parse_address, parse_batch_delay, parse_peers, SpecError, SWARM_PEERS},
+    spec::{parse_address, parse_batch_delay, parse_clients, parse_peers, SpecError, SWARM_PEERS},
     Transport, TunnelSpec,
 };
 
@@ -128,7 +128,7 @@ impl fmt::Display for BusSpec {
 /// The options vxbus takes, for messages that list them.
 pub const KNOWN_OPTIONS: &str = "type, device, host_device, baudrate, baudrate_fd, txqueuelen, fd, \
      plugin.driver and plugin.<item>, tunnel.transport, tunnel.listen, tunnel.peers, tunnel.leaves, \
-     tunnel.batch_delay, tunnel.key, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
+     tunnel.batch_delay, tunnel.key, tunnel.clients, and the rustycan4docker aliases vxcan.peer, vxcan.dev, vxcan.id";
 
 /// A refused network option. Each message names the option, the value and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,7 +192,7 @@ fn invalid(name: &str, value: &str, allowed: impl Into<String>) -> OptionError {
 type Given<'a> = BTreeMap<&'a str, &'a str>;
 
 /// The option names vxbus reads, besides `plugin.<item>`.
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 18] = [
     "type",
     "device",
     "host_device",
@@ -210,6 +210,7 @@ const NAMES: [&str; 17] = [
     "tunnel.leaves",
     "tunnel.batch_delay",
     "tunnel.key",
+    "tunnel.clients",
 ];
 
 /// Docker's own options that Docker also puts among a driver's (`-o`, or `default-network-opts`
@@ -427,6 +428,19 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
         .map(|text| parse_batch_delay(text).map_err(|err| refuse("tunnel.batch_delay", err)))
         .transpose()?
         .unwrap_or_default();
+    // A tunnel that lacks what its transport needs is named by the option that asked for one:
+    // the transport if given, else the first given of those that make a tunnel.
+    let asked = [
+        "tunnel.transport",
+        "tunnel.peers",
+        "tunnel.leaves",
+        "tunnel.key",
+        "tunnel.clients",
+        "tunnel.batch_delay",
+    ]
+    .into_iter()
+    .find(|name| given.contains_key(name))
+    .unwrap_or("tunnel.transport");
     // An address given twice, or the listening one, is named under the list it is in last.
     let list_of = |addr: SocketAddr| match leaves.contains(&addr) {
         true => "tunnel.leaves",
@@ -441,11 +455,11 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
     )
     .map_err(|err| match err {
         SpecError::UdpNeedsListen => OptionError::Needs {
-            name: "tunnel.transport".to_owned(),
+            name: asked.to_owned(),
             needs: "tunnel.listen",
         },
         SpecError::TcpNeedsEnd => OptionError::Needs {
-            name: "tunnel.transport".to_owned(),
+            name: asked.to_owned(),
             needs: "tunnel.listen, tunnel.peers or tunnel.leaves",
         },
         SpecError::PeerIsListen(addr) | SpecError::PeerTwice(addr) => refuse(list_of(addr), err),
@@ -457,11 +471,17 @@ fn tunnel(given: &Given) -> Result<Option<TunnelSpec>, OptionError> {
             .map_err(|err| refuse("tunnel.peers", err))?,
         false => spec,
     };
-    match value("tunnel.key") {
+    let spec = match value("tunnel.key") {
         Some(path) => spec
             .with_key_file(path)
+            .map_err(|err| refuse("tunnel.key", err))?,
+        None => spec,
+    };
+    match value("tunnel.clients") {
+        Some(text) => parse_clients(text)
+            .and_then(|clients| spec.with_clients(clients))
             .map(Some)
-            .map_err(|err| refuse("tunnel.key", err)),
+            .map_err(|err| refuse("tunnel.clients", err)),
         None => Ok(Some(spec)),
     }
 }
@@ -712,7 +732,12 @@ mod tests {
         let cases = [
             (json!({"tunnel.listen": "0.0.0.0"}), "option `tunnel.listen`: `0.0.0.0` is not allowed: an IP address and a port"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.transport": "sctp"}), "option `tunnel.transport`: `sctp` is not allowed: udp or tcp"),
-            (json!({"tunnel.peers": "10.0.0.2:1"}), "option `tunnel.transport` needs option `tunnel.listen`"),
+            (json!({"tunnel.peers": "10.0.0.2:1"}), "option `tunnel.peers` needs option `tunnel.listen`"),
+            (json!({"tunnel.key": "/var/lib/vxbus/k"}), "option `tunnel.key` needs option `tunnel.listen`"),
+            (json!({"tunnel.batch_delay": "1ms", "tunnel.peers": "10.0.0.2:1"}), "option `tunnel.peers` needs option `tunnel.listen`"),
+            (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.clients": "10.0.0.7"}), "option `tunnel.clients`: `10.0.0.7` is not allowed: plain clients connect to a tcp tunnel's"),
+            (json!({"tunnel.transport": "tcp", "tunnel.listen": "0.0.0.0:1", "tunnel.clients": "10.0.0.7:1"}), "option `tunnel.clients`: `10.0.0.7:1` is not allowed: IP addresses"),
+            (json!({"tunnel.transport": "udp", "tunnel.key": "/var/lib/vxbus/k"}), "option `tunnel.transport` needs option `tunnel.listen`"),
             (json!({"tunnel.transport": "tcp"}), "option `tunnel.transport` needs option `tunnel.listen, tunnel.peers or tunnel.leaves`"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1,10.0.0.2:1"}), "option `tunnel.peers`: `10.0.0.2:1,10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "10.0.0.2:1", "tunnel.leaves": "10.0.0.2:1"}), "option `tunnel.leaves`: `10.0.0.2:1` is not allowed: 10.0.0.2:1 is given twice"),
@@ -721,7 +746,6 @@ mod tests {
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.peers": "swarms"}), "option `tunnel.peers`: `swarms` is not allowed: an IP address and a port other than 0, such as 0.0.0.0:20000 or [::]:20000; or `swarm`"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.batch_delay": "1s"}), "option `tunnel.batch_delay`: `1s` is not allowed: a delay such as"),
             (json!({"tunnel.listen": "0.0.0.0:1", "tunnel.key": "body.key"}), "option `tunnel.key`: `body.key` is not allowed: an absolute path"),
-            (json!({"tunnel.transport": "tcp", "tunnel.listen": "0.0.0.0:1", "tunnel.key": "/k"}), "option `tunnel.key`: `/k` is not allowed: tunnel.key seals udp datagrams"),
         ];
         for (options, expected) in cases {
             let refusal = refusal(options.clone());

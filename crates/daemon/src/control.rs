@@ -377,7 +377,9 @@ fn human(command: &Command, value: &Value) -> String {
 }
 
 /// `vxbus tunnel list`: a line per tunnel, a line per far end. ERRORS are datagrams or streams
-/// not in cannelloni's format; REFUSED, sealed datagrams that failed (`tunnel.key`).
+/// not in cannelloni's format; REFUSED, sealed datagrams or streams that failed (`tunnel.key`);
+/// DUPS, datagrams that came twice; RESTARTS, times the link started afresh after a gap (a
+/// peer's restart, a TCP reconnection).
 fn tunnels_table(value: &Value) -> String {
     let mut out = String::new();
     let tunnels = value.as_object().into_iter().flatten();
@@ -393,7 +395,7 @@ fn tunnels_table(value: &Value) -> String {
             text(&tunnel["bus_tx_errors"]),
             text(&tunnel["foreign_datagrams"]),
         );
-        out += "  FAR END                ROLE    UP   SENT      RECEIVED  LOST    REORDERED  ERRORS  REFUSED  DROPPED  LAST SEEN\n";
+        out += "  FAR END                ROLE    UP   SENT      RECEIVED  LOST    REORDERED  DUPS  RESTARTS  ERRORS  REFUSED  DROPPED  LAST SEEN\n";
         for peer in tunnel["peers"].as_array().into_iter().flatten() {
             let role = match (text(&peer["role"]).as_str(), peer["vxbus"] == true) {
                 ("client", true) => "peer".to_owned(),
@@ -403,7 +405,7 @@ fn tunnels_table(value: &Value) -> String {
                 .as_f64()
                 .map_or("never".to_owned(), |secs| format!("{secs:.1} s ago"));
             out += &format!(
-                "  {:<22} {:<7} {:<4} {:<9} {:<9} {:<7} {:<10} {:<7} {:<8} {:<8} {}\n",
+                "  {:<22} {:<7} {:<4} {:<9} {:<9} {:<7} {:<10} {:<5} {:<9} {:<7} {:<8} {:<8} {}\n",
                 text(&peer["address"]),
                 role,
                 if peer["connected"] == true {
@@ -415,6 +417,8 @@ fn tunnels_table(value: &Value) -> String {
                 text(&peer["rx_frames"]),
                 text(&peer["lost"]),
                 text(&peer["reordered"]),
+                text(&peer["duplicates"]),
+                text(&peer["restarts"]),
                 text(&peer["decode_errors"]),
                 text(&peer["auth_failures"]),
                 text(&peer["dropped"]),

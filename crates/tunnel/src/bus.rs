@@ -13,6 +13,7 @@ use socketcan::{
 };
 
 use crate::{
+    stats::TunnelCounters,
     tunnel::Every,
     wire::{Frame, CAN_EFF_FLAG},
 };
@@ -50,6 +51,26 @@ impl BusSocket {
         let frame = to_socketcan(frame)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a CAN frame"))?;
         self.socket.write_frame(&frame).await
+    }
+
+    /// Writes a frame from a far end to the bus (counted in `counters`): whether it may go on
+    /// to the other far ends. A frame the bus does not carry (CAN FD on a classic bus: the
+    /// kernel answers EINVAL) goes nowhere; one the bus could not take now (a full queue) still
+    /// goes to the others.
+    pub async fn write_from_far_end(&self, frame: &Frame, counters: &TunnelCounters) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.write(frame).await {
+            Ok(()) => {
+                counters.bus_tx_frames.fetch_add(1, Relaxed);
+                true
+            }
+            Err(err) => {
+                counters.bus_tx_errors.fetch_add(1, Relaxed);
+                let not_carried = err.kind() == io::ErrorKind::InvalidInput
+                    || err.raw_os_error() == Some(libc::EINVAL);
+                !not_carried
+            }
+        }
     }
 }
 

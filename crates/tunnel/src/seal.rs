@@ -20,6 +20,14 @@
 //!   datagram cannot be played back later. This takes the hosts' clocks to agree within a minute
 //!   (NTP). A sender's counters rise across its restarts with its clock.
 //!
+//! Over TCP (a stream between two vxbus hosts that both have the key), what is sealed is a
+//! *record*: a 2-byte big-endian length, then the sealed bytes as above. After cannelloni's
+//! hello and vxbus's sealed mark, each side sends a hello record from a fresh connection id to
+//! [`NO_ONE`], empty; every record after it goes from its sender's connection id to the
+//! other's, with counters that rise along the stream. So a record played into another
+//! connection (another id), back to its sender, or again (an old counter) is refused, and the
+//! connection ends.
+//!
 //! Owns: the sealed format and the replay window. Must not touch sockets.
 
 use std::{
@@ -221,6 +229,143 @@ impl Sealer {
     }
 }
 
+/// The largest sealed record on a TCP stream: what a connection writes at once (64 frames of
+/// at most 70 bytes), sealed.
+pub const MAX_RECORD: usize = OVERHEAD + 64 * crate::wire::MAX_FRAME_LEN;
+
+/// `plain` sealed from `from` to `to` as a TCP record: its length, then the sealed bytes.
+fn record(sealer: &mut Sealer, from: u64, to: u64, plain: &[u8]) -> Vec<u8> {
+    let sealed = sealer.seal(from, to, plain);
+    let len = u16::try_from(sealed.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(2 + sealed.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// One side of a sealed TCP connection, before the hellos: its own fresh id. After the
+/// hellos each side sends an empty record, addressed to the other's id: a hello recorded and
+/// played again gets no further, as its player cannot seal that record.
+pub struct StreamHandshake {
+    key: Key,
+    mine: u64,
+    /// Seals the hello and then every record, so the counters rise along the stream.
+    sealer: Sealer,
+}
+
+impl StreamHandshake {
+    pub fn new(key: &Key) -> StreamHandshake {
+        StreamHandshake {
+            key: key.clone(),
+            mine: new_id(),
+            sealer: Sealer::new(key),
+        }
+    }
+
+    /// This side's hello record.
+    pub fn hello(&mut self) -> Vec<u8> {
+        record(&mut self.sealer, self.mine, NO_ONE, &[])
+    }
+
+    /// Takes the other side's hello record (without its length): the two halves of the
+    /// connection, sealing what goes out and opening what comes in.
+    pub fn take_hello(self, sealed: &[u8]) -> Result<(StreamSealer, StreamOpener), OpenError> {
+        let sealer = self.sealer;
+        let opened = sealer.open(sealed)?;
+        if opened.to != NO_ONE || !opened.plain.is_empty() || opened.from == NO_ONE {
+            return Err(OpenError::NotForUs);
+        }
+        if opened.from == self.mine {
+            // Our own hello, played back to us.
+            return Err(OpenError::NotForUs);
+        }
+        let (mine, theirs) = (self.mine, opened.from);
+        Ok((
+            StreamSealer {
+                sealer,
+                mine,
+                theirs,
+            },
+            StreamOpener {
+                opener: Sealer::new(&self.key),
+                mine,
+                theirs,
+                last: opened.counter,
+            },
+        ))
+    }
+}
+
+/// Seals what one side of a TCP connection writes.
+pub struct StreamSealer {
+    sealer: Sealer,
+    mine: u64,
+    theirs: u64,
+}
+
+impl StreamSealer {
+    /// `plain` (frames in cannelloni's stream format) as a record.
+    pub fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        record(&mut self.sealer, self.mine, self.theirs, plain)
+    }
+}
+
+/// Opens what one side of a TCP connection reads.
+pub struct StreamOpener {
+    opener: Sealer,
+    mine: u64,
+    theirs: u64,
+    last: u64,
+}
+
+impl StreamOpener {
+    /// A record's sealed bytes (without its length) opened: frames in cannelloni's stream
+    /// format, or why the record is refused.
+    pub fn open(&mut self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let opened = self.opener.open(sealed)?;
+        if opened.from != self.theirs || opened.to != self.mine {
+            return Err(OpenError::NotForUs);
+        }
+        if opened.counter <= self.last {
+            return Err(OpenError::Replay);
+        }
+        self.last = opened.counter;
+        Ok(opened.plain)
+    }
+}
+
+/// Splits a TCP stream into sealed records (their sealed bytes, without the length); one
+/// longer than [`MAX_RECORD`] or too short to be sealed ends the stream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordCodec;
+
+impl tokio_util::codec::Decoder for RecordCodec {
+    type Item = bytes::BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        let Some(len) = src
+            .get(..2)
+            .and_then(|len| <[u8; 2]>::try_from(len).ok())
+            .map(|len| usize::from(u16::from_be_bytes(len)))
+        else {
+            return Ok(None);
+        };
+        if !(OVERHEAD..=MAX_RECORD).contains(&len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a sealed record of {len} bytes (from {OVERHEAD} to {MAX_RECORD})"),
+            ));
+        }
+        if src.len() < 2 + len {
+            src.reserve(2 + len - src.len());
+            return Ok(None);
+        }
+        let mut record = src.split_to(2 + len);
+        Ok(Some(record.split_off(2)))
+    }
+}
+
 /// One sender's replay window: the newest counter taken, and those taken within [`REORDER`] of it.
 #[derive(Default)]
 pub struct Opener {
@@ -391,6 +536,74 @@ mod tests {
         assert!(Key::from_hex(&format!("{}\n", "0f".repeat(32))).is_ok());
         for bad in ["", "0f", &"0g".repeat(32), &"0f".repeat(33)] {
             assert!(matches!(Key::from_hex(bad), Err(KeyError::Format)), "{bad}");
+        }
+    }
+
+    /// The hello records of two fresh connection sides, exchanged.
+    fn connected(key: &Key) -> ((StreamSealer, StreamOpener), (StreamSealer, StreamOpener)) {
+        let (mut a, mut b) = (StreamHandshake::new(key), StreamHandshake::new(key));
+        let (hello_a, hello_b) = (a.hello(), b.hello());
+        let a = a.take_hello(&hello_b[2..]).unwrap();
+        let b = b.take_hello(&hello_a[2..]).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn stream_records_open_once_in_their_connection_only() {
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        let ((mut a_out, mut a_in), (mut b_out, mut b_in)) = connected(&key);
+        let first = a_out.seal(b"frames");
+        assert_eq!(
+            u16::from_be_bytes([first[0], first[1]]) as usize,
+            first.len() - 2
+        );
+        assert_eq!(b_in.open(&first[2..]).unwrap(), b"frames");
+        // Again: a replay. Back to its sender: not for it.
+        assert_eq!(b_in.open(&first[2..]), Err(OpenError::Replay));
+        assert_eq!(a_in.open(&first[2..]), Err(OpenError::NotForUs));
+        assert_eq!(a_in.open(&b_out.seal(b"back")[2..]).unwrap(), b"back");
+        // Into another connection between the same hosts: other ids.
+        let ((_, mut c_in), _) = connected(&key);
+        assert_eq!(c_in.open(&a_out.seal(b"x")[2..]), Err(OpenError::NotForUs));
+        // Another key; a hello played back to its sender.
+        let other = Key::from_hex(&"cd".repeat(32)).unwrap();
+        let stranger = StreamHandshake::new(&other).hello();
+        let side = StreamHandshake::new(&key);
+        assert_eq!(
+            side.take_hello(&stranger[2..]).err(),
+            Some(OpenError::Forged)
+        );
+        let mut side = StreamHandshake::new(&key);
+        let own = side.hello();
+        assert_eq!(side.take_hello(&own[2..]).err(), Some(OpenError::NotForUs));
+    }
+
+    #[test]
+    fn records_are_split_from_the_stream_and_bounded() {
+        use tokio_util::codec::Decoder;
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        let ((mut out, _), (_, mut into)) = connected(&key);
+        let mut stream = bytes::BytesMut::new();
+        stream.extend_from_slice(&out.seal(b"one"));
+        stream.extend_from_slice(&out.seal(b"two"));
+        let whole = stream.clone();
+        let mut codec = RecordCodec;
+        for cut in 0..whole.len() {
+            let mut part = bytes::BytesMut::from(&whole[..cut]);
+            let mut opened = Vec::new();
+            while let Some(record) = codec.decode(&mut part).unwrap() {
+                opened.push(record);
+            }
+            assert!(opened.len() <= 2, "cut at {cut}");
+        }
+        let first = codec.decode(&mut stream).unwrap().unwrap();
+        let second = codec.decode(&mut stream).unwrap().unwrap();
+        assert_eq!(into.open(&first).unwrap(), b"one");
+        assert_eq!(into.open(&second).unwrap(), b"two");
+        assert!(codec.decode(&mut stream).unwrap().is_none());
+        for len in [0u16, (OVERHEAD - 1) as u16, (MAX_RECORD + 1) as u16] {
+            let mut bad = bytes::BytesMut::from(&len.to_be_bytes()[..]);
+            assert!(codec.decode(&mut bad).is_err(), "{len}");
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Loss and reordering seen in a UDP peer's sequence numbers (one byte, wrapping), as counts.
+//! Loss, reordering, duplicates and restarts seen in a UDP peer's sequence numbers (one byte,
+//! wrapping), as counts.
 //!
 //! Owns: the arithmetic. Must not touch sockets or counters' storage.
+
+use std::time::{Duration, Instant};
 
 /// What one datagram's sequence number says, against those before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,41 +14,116 @@ pub enum Arrival {
     InOrder,
     /// Ahead of the expected one: `missing` datagrams were skipped (lost, or late).
     Ahead { missing: u8 },
-    /// Behind the expected one: a datagram counted missing has come after all (reordered),
-    /// or a duplicate.
+    /// Behind the expected one: a datagram counted missing has come after all (reordered).
     Late,
+    /// The same datagram again, right after it came (the network duplicated it): its frames
+    /// must not go on again.
+    Duplicate,
+    /// Behind the expected one, from before the first datagram seen: nothing was counted for
+    /// it; its frames go on.
+    Stale,
+    /// A number already seen through, neither missing nor a duplicate, or after a silence not
+    /// the next one: the peer numbers its datagrams afresh (it restarted; or, after a silence,
+    /// the link was down that long). Counting starts again from it; nothing is counted lost.
+    Restart,
 }
 
-/// The next sequence number expected from one peer.
-#[derive(Debug, Clone, Copy, Default)]
+/// How soon after its original a network duplicate comes, at most; a peer that restarted
+/// cannot send the same bytes under the same number this soon.
+pub const DUPLICATE_WITHIN: Duration = Duration::from_millis(100);
+
+/// The next sequence number expected from one peer, and what came before it.
+#[derive(Debug, Clone)]
 pub struct SeqTracker {
     next: Option<u8>,
+    /// The numbers behind `next` counted missing that have not come since (bit `n`: the number
+    /// `n + 1` behind).
+    missing: u128,
+    /// How far behind `next` this tracker has seen through since the first datagram (at most
+    /// 128): a number further behind is from before.
+    span: u8,
+    /// By number: when a datagram with it last came, and a fingerprint of its bytes.
+    recent: Box<[(Option<Instant>, u64); 256]>,
+}
+
+impl Default for SeqTracker {
+    fn default() -> SeqTracker {
+        SeqTracker {
+            next: None,
+            missing: 0,
+            span: 0,
+            recent: Box::new([(None, 0); 256]),
+        }
+    }
 }
 
 impl SeqTracker {
-    /// Forgets the past: the next datagram is [`Arrival::First`] (after a peer's silence, as it
-    /// may have restarted its numbering).
+    /// Forgets the past: the next datagram is [`Arrival::First`].
     pub fn reset(&mut self) {
-        self.next = None;
+        *self = SeqTracker::default();
     }
 
-    pub fn arrive(&mut self, seq: u8) -> Arrival {
+    /// A datagram numbered `seq`, whose bytes have `fingerprint`, came at `now`.
+    pub fn arrive(&mut self, seq: u8, fingerprint: u64, now: Instant) -> Arrival {
         let Some(next) = self.next else {
-            self.next = Some(seq.wrapping_add(1));
+            self.take(seq, fingerprint, now);
+            self.span = 1;
             return Arrival::First;
         };
         // Half the number space ahead counts as ahead, the other half as behind.
         match seq.wrapping_sub(next) {
-            0 => {
-                self.next = Some(seq.wrapping_add(1));
-                Arrival::InOrder
+            ahead @ 0..=127 => {
+                // Each step ahead pushes the window back by one, `seq` itself taken.
+                let steps = u32::from(ahead) + 1;
+                let skipped = (1u128 << ahead) - 1;
+                self.missing = self.missing.checked_shl(steps).unwrap_or(0) | (skipped << 1);
+                self.span = self.span.saturating_add(ahead).saturating_add(1).min(128);
+                self.take(seq, fingerprint, now);
+                match ahead {
+                    0 => Arrival::InOrder,
+                    missing => Arrival::Ahead { missing },
+                }
             }
-            missing @ 1..=127 => {
-                self.next = Some(seq.wrapping_add(1));
-                Arrival::Ahead { missing }
+            _ => {
+                // 1 for the number just before the next, up to 128.
+                let behind = next.wrapping_sub(seq);
+                let bit = 1u128 << (behind - 1);
+                let (at, seen) = self.recent[usize::from(seq)];
+                if self.missing & bit != 0 {
+                    self.missing &= !bit;
+                    self.recent[usize::from(seq)] = (Some(now), fingerprint);
+                    Arrival::Late
+                } else if seen == fingerprint
+                    && at.is_some_and(|at| now.saturating_duration_since(at) <= DUPLICATE_WITHIN)
+                {
+                    Arrival::Duplicate
+                } else if behind > self.span {
+                    Arrival::Stale
+                } else {
+                    self.restart(seq, fingerprint, now)
+                }
             }
-            _ => Arrival::Late,
         }
+    }
+
+    /// [`arrive`](SeqTracker::arrive) for the first datagram after a silence: the next number
+    /// means the peer was only idle; any other starts the count afresh.
+    pub fn arrive_after_silence(&mut self, seq: u8, fingerprint: u64, now: Instant) -> Arrival {
+        if self.next.is_none() || self.next == Some(seq) {
+            return self.arrive(seq, fingerprint, now);
+        }
+        self.restart(seq, fingerprint, now)
+    }
+
+    fn restart(&mut self, seq: u8, fingerprint: u64, now: Instant) -> Arrival {
+        self.reset();
+        self.arrive(seq, fingerprint, now);
+        Arrival::Restart
+    }
+
+    fn take(&mut self, seq: u8, fingerprint: u64, now: Instant) {
+        self.next = Some(seq.wrapping_add(1));
+        self.recent[usize::from(seq)] = (Some(now), fingerprint);
     }
 }
 
@@ -53,16 +131,85 @@ impl SeqTracker {
 mod tests {
     use super::*;
 
+    /// Datagrams that differ by number only, all at one moment unless told otherwise.
+    struct Peer {
+        seq: SeqTracker,
+        now: Instant,
+    }
+
+    impl Peer {
+        fn new() -> Peer {
+            Peer {
+                seq: SeqTracker::default(),
+                now: Instant::now(),
+            }
+        }
+
+        fn arrive(&mut self, seq: u8) -> Arrival {
+            self.seq.arrive(seq, u64::from(seq), self.now)
+        }
+    }
+
     #[test]
     fn gaps_and_late_arrivals_across_the_wrap() {
-        let mut seq = SeqTracker::default();
-        assert_eq!(seq.arrive(254), Arrival::First);
-        assert_eq!(seq.arrive(255), Arrival::InOrder);
-        assert_eq!(seq.arrive(0), Arrival::InOrder);
-        assert_eq!(seq.arrive(3), Arrival::Ahead { missing: 2 });
-        assert_eq!(seq.arrive(1), Arrival::Late);
-        assert_eq!(seq.arrive(4), Arrival::InOrder);
-        seq.reset();
-        assert_eq!(seq.arrive(0), Arrival::First);
+        let mut peer = Peer::new();
+        assert_eq!(peer.arrive(254), Arrival::First);
+        assert_eq!(peer.arrive(255), Arrival::InOrder);
+        assert_eq!(peer.arrive(0), Arrival::InOrder);
+        assert_eq!(peer.arrive(3), Arrival::Ahead { missing: 2 });
+        assert_eq!(peer.arrive(1), Arrival::Late);
+        assert_eq!(peer.arrive(4), Arrival::InOrder);
+        assert_eq!(peer.arrive(2), Arrival::Late);
+        // A gap as wide as the window: its oldest number is still told late.
+        assert_eq!(peer.arrive(132), Arrival::Ahead { missing: 127 });
+        assert_eq!(peer.arrive(5), Arrival::Late);
+        assert_eq!(peer.arrive(131), Arrival::Late);
+        peer.seq.reset();
+        assert_eq!(peer.arrive(0), Arrival::First);
+    }
+
+    #[test]
+    fn a_duplicate_is_the_same_bytes_again_at_once() {
+        let mut peer = Peer::new();
+        assert_eq!(peer.arrive(10), Arrival::First);
+        assert_eq!(peer.arrive(10), Arrival::Duplicate);
+        assert_eq!(peer.arrive(13), Arrival::Ahead { missing: 2 });
+        assert_eq!(peer.arrive(12), Arrival::Late);
+        assert_eq!(peer.arrive(12), Arrival::Duplicate);
+        assert_eq!(peer.arrive(11), Arrival::Late);
+        assert_eq!(peer.arrive(13), Arrival::Duplicate);
+        // Before the first datagram: passed on, nothing counted.
+        assert_eq!(peer.arrive(9), Arrival::Stale);
+    }
+
+    #[test]
+    fn a_peer_that_numbers_afresh_while_sending_restarts_the_count() {
+        let mut peer = Peer::new();
+        for seq in 0..=40 {
+            peer.arrive(seq);
+        }
+        // It restarted at once, without a silence: its 0 is other bytes than the old 0, or
+        // comes later than a duplicate would.
+        assert_eq!(peer.seq.arrive(0, 7, peer.now), Arrival::Restart);
+        assert_eq!(peer.arrive(1), Arrival::InOrder);
+        peer.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(
+            peer.arrive(1),
+            Arrival::Restart,
+            "the same bytes, but too late to be a copy"
+        );
+        assert_eq!(peer.arrive(2), Arrival::InOrder);
+    }
+
+    #[test]
+    fn after_a_silence_the_next_number_is_idleness_and_another_a_restart() {
+        let mut peer = Peer::new();
+        let now = peer.now;
+        assert_eq!(peer.seq.arrive_after_silence(5, 5, now), Arrival::First);
+        assert_eq!(peer.arrive(6), Arrival::InOrder);
+        assert_eq!(peer.seq.arrive_after_silence(7, 7, now), Arrival::InOrder);
+        assert_eq!(peer.seq.arrive_after_silence(0, 0, now), Arrival::Restart);
+        assert_eq!(peer.arrive(1), Arrival::InOrder);
+        assert_eq!(peer.arrive(1), Arrival::Duplicate);
     }
 }

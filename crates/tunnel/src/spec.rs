@@ -6,7 +6,7 @@
 
 use std::{
     fmt,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     str::FromStr,
     time::Duration,
@@ -72,6 +72,9 @@ pub struct TunnelSpec {
     batch_delay: Duration,
     /// The pre-shared key's file, as the daemon sees it (see [`crate::seal`]).
     key_file: Option<PathBuf>,
+    /// TCP: the addresses plain cannelloni clients may connect from (`tunnel.clients`); none
+    /// given: any, unless the tunnel has a key, then none (vxbus hosts with the key only).
+    clients: Option<Vec<IpAddr>>,
     /// `tunnel.peers=swarm`: the peers are the Swarm's other nodes at the listening port,
     /// given to the running tunnel by the daemon as Docker reports them; `peers` is empty.
     follows_swarm: bool,
@@ -101,10 +104,12 @@ pub enum SpecError {
         "an absolute path of a file of 64 hex digits, under the state directory /var/lib/vxbus"
     )]
     KeyPath,
-    #[error("tunnel.key seals udp datagrams between vxbus peers; a tcp tunnel cannot use it yet")]
-    KeyNeedsUdp,
     #[error("tunnel.peers=swarm needs tunnel.listen: the Swarm's nodes are peers at its port")]
     SwarmNeedsListen,
+    #[error("IP addresses, comma-separated, such as 10.0.0.7,fd00::7")]
+    ClientAddress,
+    #[error("plain clients connect to a tcp tunnel's listening address: it needs tunnel.transport=tcp and tunnel.listen")]
+    ClientsNeedTcpListen,
 }
 
 /// An `IP:PORT` address, port not 0.
@@ -113,6 +118,19 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, SpecError> {
         Ok(addr) if addr.port() != 0 => Ok(addr),
         _ => Err(SpecError::Address),
     }
+}
+
+/// A comma-separated list of IP addresses (`tunnel.clients`).
+pub fn parse_clients(text: &str) -> Result<Vec<IpAddr>, SpecError> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            part.trim()
+                .parse::<IpAddr>()
+                .map(|ip| ip.to_canonical())
+                .map_err(|_| SpecError::ClientAddress)
+        })
+        .collect()
 }
 
 /// A comma-separated list of `IP:PORT` peers, none twice (an empty list is none).
@@ -179,8 +197,26 @@ impl TunnelSpec {
             leaves,
             batch_delay,
             key_file: None,
+            clients: None,
             follows_swarm: false,
         })
+    }
+
+    /// The same TCP tunnel, taking plain cannelloni clients only from `clients`.
+    pub fn with_clients(mut self, clients: Vec<IpAddr>) -> Result<TunnelSpec, SpecError> {
+        if self.transport != Transport::Tcp || self.listen.is_none() {
+            return Err(SpecError::ClientsNeedTcpListen);
+        }
+        self.clients = Some(clients);
+        Ok(self)
+    }
+
+    /// Whether a client connecting from `ip` that says it is no vxbus host may stay.
+    pub fn takes_plain_client(&self, ip: IpAddr) -> bool {
+        match &self.clients {
+            Some(clients) => clients.contains(&ip.to_canonical()),
+            None => self.key_file.is_none(),
+        }
     }
 
     /// The same tunnel, its peers the Swarm's other nodes (`tunnel.peers=swarm`) rather than a
@@ -200,11 +236,9 @@ impl TunnelSpec {
         self.follows_swarm
     }
 
-    /// The same tunnel, its datagrams to and from vxbus peers sealed with the key in `path`.
+    /// The same tunnel, what goes between it and other vxbus hosts sealed with the key in
+    /// `path` (UDP datagrams, TCP streams).
     pub fn with_key_file(mut self, path: &str) -> Result<TunnelSpec, SpecError> {
-        if self.transport != Transport::Udp {
-            return Err(SpecError::KeyNeedsUdp);
-        }
         let path = Path::new(path);
         if !path.is_absolute() || path.file_name().is_none() {
             return Err(SpecError::KeyPath);
@@ -257,6 +291,10 @@ impl fmt::Display for TunnelSpec {
         write!(f, " tunnel.batch_delay={}us", self.batch_delay.as_micros())?;
         if let Some(key) = &self.key_file {
             write!(f, " tunnel.key={}", key.display())?;
+        }
+        if let Some(clients) = &self.clients {
+            let list: Vec<String> = clients.iter().map(ToString::to_string).collect();
+            write!(f, " tunnel.clients={}", list.join(","))?;
         }
         Ok(())
     }
@@ -325,6 +363,29 @@ mod tests {
         assert_eq!(both, Err(SpecError::PeerTwice(peer)));
         let leaves = TunnelSpec::new(Transport::Tcp, None, vec![], vec![peer], Duration::ZERO);
         assert!(leaves.is_ok());
+    }
+
+    #[test]
+    fn plain_clients_come_from_the_listed_addresses_or_anywhere_without_a_key() {
+        let listen: SocketAddr = "0.0.0.0:20100".parse().unwrap();
+        let tcp =
+            TunnelSpec::new(Transport::Tcp, Some(listen), vec![], vec![], Duration::ZERO).unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(tcp.takes_plain_client(ip("10.0.0.9")));
+        let sealed = tcp.clone().with_key_file("/var/lib/vxbus/k").unwrap();
+        assert!(!sealed.takes_plain_client(ip("10.0.0.9")));
+        let listed = sealed
+            .with_clients(parse_clients("10.0.0.7, fd00::7").unwrap())
+            .unwrap();
+        assert!(listed.takes_plain_client(ip("10.0.0.7")));
+        assert!(listed.takes_plain_client(ip("::ffff:10.0.0.7")));
+        assert!(!listed.takes_plain_client(ip("10.0.0.9")));
+        assert_eq!(parse_clients("10.0.0.7:1"), Err(SpecError::ClientAddress));
+        let udp = TunnelSpec::new(Transport::Udp, Some(listen), vec![], vec![], Duration::ZERO);
+        assert_eq!(
+            udp.unwrap().with_clients(vec![]),
+            Err(SpecError::ClientsNeedTcpListen)
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct PeerCounters {
     pub lost: AtomicU64,
     /// Datagrams that came after a later one.
     pub reordered: AtomicU64,
+    /// Datagrams that came twice (the network duplicated them): dropped, frames and all.
+    pub duplicates: AtomicU64,
     /// Datagrams or streams that were not cannelloni's format, or carried a frame vxbus
     /// refuses (each dropped whole).
     pub decode_errors: AtomicU64,
@@ -33,8 +35,16 @@ pub struct PeerCounters {
     pub auth_failures: AtomicU64,
     /// Frames not sent to this peer: its queue was full (a slow TCP peer), or sending failed.
     pub dropped: AtomicU64,
-    /// TCP: connections made (a configured peer) or taken (a client).
+    /// TCP: connections made (a configured peer) or taken (a client), handshake or not.
     pub connects: AtomicU64,
+    /// Times the link to this far end started afresh, the gap a restart leaves: over UDP, a
+    /// vxbus peer with a new id (sealed), or a datagram after [`SILENCE`](crate::udp) of
+    /// nothing whose sequence number is not the next (the peer restarted its numbering, or the
+    /// link was down that long; what was missed then is not in `lost`); over TCP, a configured
+    /// peer connected again after its connection ended.
+    pub restarts: AtomicU64,
+    /// TCP: connections that got through the handshake (a restart is one after the first).
+    pub established: AtomicU64,
     pub connected: AtomicBool,
     /// A vxbus host (a configured peer, or a client that said so): frames from it are not
     /// sent on to other vxbus hosts.
@@ -72,7 +82,8 @@ pub struct TunnelCounters {
     pub bus_rx_frames: AtomicU64,
     /// Frames from peers written to the bus.
     pub bus_tx_frames: AtomicU64,
-    /// Frames from peers the bus's interface refused (a full queue, CAN FD on a classic bus).
+    /// Frames from peers the bus's interface refused: a full queue, or CAN FD on a classic bus
+    /// (such a frame goes to no other far end either).
     pub bus_tx_errors: AtomicU64,
     /// UDP datagrams from addresses that are no peer: dropped, as cannelloni does.
     pub foreign_datagrams: AtomicU64,
@@ -113,12 +124,15 @@ pub struct PeerStats {
     pub rx_bytes: u64,
     pub lost: u64,
     pub reordered: u64,
+    pub duplicates: u64,
     pub decode_errors: u64,
     pub auth_failures: u64,
     /// Datagrams to and from it are sealed (`tunnel.key`).
     pub sealed: bool,
     pub dropped: u64,
     pub connects: u64,
+    /// Times the link started afresh after a gap (see [`PeerCounters::restarts`]).
+    pub restarts: u64,
     /// Seconds since the last bytes from the peer; none if it has sent nothing.
     pub last_seen_secs: Option<f64>,
 }
@@ -149,11 +163,13 @@ impl PeerStats {
             rx_bytes: counters.rx_bytes.load(Relaxed),
             lost: counters.lost.load(Relaxed),
             reordered: counters.reordered.load(Relaxed),
+            duplicates: counters.duplicates.load(Relaxed),
             decode_errors: counters.decode_errors.load(Relaxed),
             auth_failures: counters.auth_failures.load(Relaxed),
             sealed,
             dropped: counters.dropped.load(Relaxed),
             connects: counters.connects.load(Relaxed),
+            restarts: counters.restarts.load(Relaxed),
             last_seen_secs,
         }
     }

@@ -6,7 +6,10 @@
 //! sender: a frame from the bus goes to every connection; a frame from a connection goes to
 //! the bus and to every *other* connection, but never from a vxbus host to another (they form
 //! a full mesh). A connection to a configured peer starts with [`VXBUS_MARK`] after the hello,
-//! so the vxbus host that accepts it knows; any other client is a cannelloni leaf. Each connection has a task that writes its queue
+//! so the vxbus host that accepts it knows; any other client is a cannelloni leaf. With
+//! `tunnel.key`, the mark is [`VXBUS_SEALED_MARK`] and the stream between the two vxbus hosts
+//! is sealed records (see [`crate::seal`]); a vxbus host that says otherwise than this bus
+//! does is refused. Leaves stay plain. Each connection has a task that writes its queue
 //! (bounded: a slow peer loses frames, counted, and never grows the daemon's memory) and reads
 //! its frames for the hub. A connection whose stream is not cannelloni's ends.
 //!
@@ -32,10 +35,11 @@ use tokio_util::codec::FramedRead;
 
 use crate::{
     bus::{bus_failed, BusSocket, Flow},
+    seal::{Key, RecordCodec, StreamHandshake, StreamOpener, StreamSealer, MAX_RECORD, OVERHEAD},
     spec::FarEnd,
     stats::{PeerCounters, PeerRole},
     tunnel::{Command, Every, PeerError, Shared},
-    wire::{Frame, StreamCodec, StreamError, TCP_HELLO, VXBUS_MARK},
+    wire::{Frame, StreamCodec, StreamError, TCP_HELLO, VXBUS_MARK, VXBUS_SEALED_MARK},
 };
 
 /// Clients the server takes at once; more are refused (counted).
@@ -80,8 +84,10 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     bus: BusSocket,
     listener: Option<TcpListener>,
+    key: Option<Key>,
     mut commands: mpsc::Receiver<Command>,
 ) {
+    let key = key.map(Arc::new);
     let (events_tx, mut events) = mpsc::channel::<Event>(QUEUE);
     let keys = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Every connection's task lives in this set: dropping it (the tunnel stopped) ends them.
@@ -93,6 +99,7 @@ pub(crate) async fn run(
             listener,
             events_tx.clone(),
             keys.clone(),
+            key.clone(),
         ));
     }
     let dial = |addr: SocketAddr, kind: FarEnd, tasks: &mut JoinSet<()>| {
@@ -103,6 +110,7 @@ pub(crate) async fn run(
             counters.clone(),
             events_tx.clone(),
             keys.clone(),
+            key.clone(),
         ));
         (task, counters)
     };
@@ -201,7 +209,10 @@ async fn on_event(shared: &Shared, bus: &BusSocket, conns: &mut HashMap<u64, Con
             queue,
             counters,
         } => {
-            conns.insert(key, Conn { queue, counters });
+            // A connection whose far end was removed after it said Up: its task is gone.
+            if !queue.is_closed() && shared.has_peer(&counters) {
+                conns.insert(key, Conn { queue, counters });
+            }
         }
         Event::Down { key } => {
             conns.remove(&key);
@@ -211,11 +222,9 @@ async fn on_event(shared: &Shared, bus: &BusSocket, conns: &mut HashMap<u64, Con
             if !conns.contains_key(&key) {
                 return;
             }
-            match bus.write(&frame).await {
-                Ok(()) => shared.counters.bus_tx_frames.fetch_add(1, Relaxed),
-                Err(_) => shared.counters.bus_tx_errors.fetch_add(1, Relaxed),
-            };
-            fan_out(conns, &frame, Some(key));
+            if bus.write_from_far_end(&frame, &shared.counters).await {
+                fan_out(conns, &frame, Some(key));
+            }
         }
     }
 }
@@ -243,6 +252,7 @@ async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     keys: Arc<std::sync::atomic::AtomicU64>,
+    seal_key: Option<Arc<Key>>,
 ) {
     let mut clients = JoinSet::new();
     let mut error_log = Every::new(Duration::from_secs(10));
@@ -251,6 +261,8 @@ async fn serve(
             accepted = listener.accept() => accepted,
             Some(_) = clients.join_next() => continue,
         };
+        // Clients that ended are not counted against the limit.
+        while clients.try_join_next().is_some() {}
         let (stream, from) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -269,11 +281,23 @@ async fn serve(
         }
         let counters = shared.add_peer(from.to_string(), PeerRole::Client);
         let key = keys.fetch_add(1, Relaxed);
-        let (shared, events) = (shared.clone(), events.clone());
+        let (shared, events, seal_key) = (shared.clone(), events.clone(), seal_key.clone());
         clients.spawn(async move {
             counters.connects.fetch_add(1, Relaxed);
             tracing::info!("network {}: tunnel client {from} connected", shared.name);
-            let result = connection(stream, key, &counters, &events, true).await;
+            let accept = Accept {
+                plain_allowed: shared.spec.takes_plain_client(from.ip()),
+                refused: &shared.counters.refused_clients,
+            };
+            let result = connection(
+                stream,
+                key,
+                &counters,
+                &events,
+                Some(accept),
+                seal_key.as_deref(),
+            )
+            .await;
             shared.remove_peer(&counters);
             tracing::info!(
                 "network {}: tunnel client {from} gone: {}",
@@ -291,6 +315,7 @@ async fn dial(
     counters: Arc<PeerCounters>,
     events: mpsc::Sender<Event>,
     keys: Arc<std::sync::atomic::AtomicU64>,
+    seal_key: Option<Arc<Key>>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u64;
@@ -310,7 +335,8 @@ async fn dial(
                 failures = 0;
                 let started = Instant::now();
                 let key = keys.fetch_add(1, Relaxed);
-                let result = connection(stream, key, &counters, &events, false).await;
+                let result =
+                    connection(stream, key, &counters, &events, None, seal_key.as_deref()).await;
                 tracing::warn!(
                     "network {}: tunnel connection to peer {addr} ended: {}; connecting again",
                     shared.name,
@@ -353,25 +379,56 @@ fn ended(result: &Result<(), StreamError>) -> String {
     }
 }
 
+/// One sealed record from `stream` (its sealed bytes); `None` for a length out of bounds.
+async fn read_record(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let len = usize::from(u16::from_be_bytes(len));
+    if !(OVERHEAD..=MAX_RECORD).contains(&len) {
+        return Ok(None);
+    }
+    let mut record = vec![0u8; len];
+    stream.read_exact(&mut record).await?;
+    Ok(Some(record))
+}
+
+/// What a connection taken on the listening address needs to know of its client.
+struct Accept<'a> {
+    /// Whether the client may stay if it says it is no vxbus host (`tunnel.clients`).
+    plain_allowed: bool,
+    /// The tunnel's count of refused clients.
+    refused: &'a std::sync::atomic::AtomicU64,
+}
+
+fn invalid(message: impl Into<String>) -> StreamError {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, message.into()).into()
+}
+
 /// One connection, after connect or accept: the hello both ways, then frames both ways until
 /// either side ends. The hub knows of it between `Up` and `Down`. An `accepted` connection is
-/// a vxbus host if [`VXBUS_MARK`] follows its hello; that is known before the hub is told.
+/// a vxbus host if [`VXBUS_MARK`] or [`VXBUS_SEALED_MARK`] follows its hello; that is known
+/// before the hub is told. With `seal_key`, a connection between vxbus hosts is sealed.
 async fn connection(
     mut stream: TcpStream,
     key: u64,
     counters: &Arc<PeerCounters>,
     events: &mpsc::Sender<Event>,
-    accepted: bool,
+    accept: Option<Accept<'_>>,
+    seal_key: Option<&Key>,
 ) -> Result<(), StreamError> {
     stream.set_nodelay(true)?;
     let mut hello = [0u8; TCP_HELLO.len()];
     // A vxbus host calling a configured peer says so (a client that is not counted as vxbus
     // is a leaf, or a peer that has yet to say so).
     let announce = counters.vxbus.load(Relaxed);
+    let mark = match seal_key {
+        Some(_) => VXBUS_SEALED_MARK,
+        None => VXBUS_MARK,
+    };
     let handshake = async {
         stream.write_all(TCP_HELLO).await?;
         if announce {
-            stream.write_all(&VXBUS_MARK).await?;
+            stream.write_all(&mark).await?;
         }
         stream.read_exact(&mut hello).await
     };
@@ -379,11 +436,7 @@ async fn connection(
         Ok(Ok(_)) if &hello == TCP_HELLO => {}
         Ok(Ok(_)) => {
             counters.decode_errors.fetch_add(1, Relaxed);
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the peer's hello is not CANNELLONIv1",
-            )
-            .into());
+            return Err(invalid("the peer's hello is not CANNELLONIv1"));
         }
         Ok(Err(err)) => return Err(err.into()),
         Err(_) => {
@@ -395,12 +448,19 @@ async fn connection(
         }
     }
     counters.seen_now();
+    let refused = |message: &str| {
+        counters.auth_failures.fetch_add(1, Relaxed);
+        invalid(message)
+    };
     // A vxbus host sends its mark with its hello: bytes that come within MARK_WAIT of it. Any
     // other bytes are a leaf's first frames, kept for the reader.
     let mut first = BytesMut::new();
-    if accepted {
+    let mut sealed = announce && seal_key.is_some();
+    if let Some(accept) = &accept {
+        let marked =
+            |first: &[u8]| VXBUS_MARK.starts_with(first) || VXBUS_SEALED_MARK.starts_with(first);
         let mut byte = [0u8; 1];
-        while first.len() < VXBUS_MARK.len() && VXBUS_MARK.starts_with(&first) {
+        while first.len() < VXBUS_MARK.len() && marked(&first) {
             match timeout(MARK_WAIT, stream.read(&mut byte)).await {
                 Ok(Ok(1)) => first.extend_from_slice(&byte),
                 Ok(Ok(_)) => return Ok(()),
@@ -408,9 +468,79 @@ async fn connection(
                 Err(_) => break,
             }
         }
-        if first[..] == VXBUS_MARK {
+        let says_sealed = match &first[..] {
+            said if said == VXBUS_MARK => Some(false),
+            said if said == VXBUS_SEALED_MARK => Some(true),
+            _ => None,
+        };
+        if says_sealed.is_none() && !accept.plain_allowed {
+            accept.refused.fetch_add(1, Relaxed);
+            return Err(refused(
+                "a plain cannelloni client, from an address not in tunnel.clients (a bus with \
+                 tunnel.key takes plain clients only from there)",
+            ));
+        }
+        if let Some(says_sealed) = says_sealed {
             counters.vxbus.store(true, Relaxed);
             first.clear();
+            match (says_sealed, seal_key.is_some()) {
+                (true, true) => sealed = true,
+                (false, false) => {}
+                (true, false) => {
+                    return Err(refused(
+                        "a vxbus host that seals its stream (tunnel.key) called; this bus has \
+                         no tunnel.key",
+                    ))
+                }
+                (false, true) => {
+                    return Err(refused(
+                        "a vxbus host without tunnel.key called; this bus seals its streams \
+                         between vxbus hosts",
+                    ))
+                }
+            }
+        }
+    }
+    let (mut sealer, mut opener): (Option<StreamSealer>, Option<StreamOpener>) = (None, None);
+    if let (true, Some(seal_key)) = (sealed, seal_key) {
+        // Hellos both ways, then an empty record each way: each side proves it holds the key
+        // now, in this connection.
+        let mut shake = StreamHandshake::new(seal_key);
+        let exchange = async {
+            stream.write_all(&shake.hello()).await?;
+            let Some(hello) = read_record(&mut stream).await? else {
+                return Ok(Err("a hello of a bad length".to_owned()));
+            };
+            let (mut out, mut into) = match shake.take_hello(&hello) {
+                Ok(halves) => halves,
+                Err(err) => return Ok(Err(format!("its hello: {err}"))),
+            };
+            stream.write_all(&out.seal(&[])).await?;
+            let Some(ack) = read_record(&mut stream).await? else {
+                return Ok(Err("a first record of a bad length".to_owned()));
+            };
+            let outcome = match into.open(&ack) {
+                Ok(plain) if plain.is_empty() => Ok((out, into)),
+                Ok(_) => Err("frames before the handshake ended".to_owned()),
+                Err(err) => Err(format!("its first record: {err}")),
+            };
+            Ok::<_, std::io::Error>(outcome)
+        };
+        match timeout(HANDSHAKE_TIMEOUT, exchange).await {
+            Ok(Ok(Ok((out, into)))) => (sealer, opener) = (Some(out), Some(into)),
+            Ok(Ok(Err(why))) => {
+                return Err(refused(&format!(
+                    "the peer's sealed handshake failed: {why}"
+                )))
+            }
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the peer's sealed handshake did not end in 5 s",
+                )
+                .into())
+            }
         }
     }
     let (queue, mut frames_out) = mpsc::channel(QUEUE);
@@ -423,25 +553,63 @@ async fn connection(
         return Ok(());
     }
     counters.connected.store(true, Relaxed);
+    if counters.established.fetch_add(1, Relaxed) > 0 {
+        // A configured peer connected again: the gap between is a restart.
+        counters.restarts.fetch_add(1, Relaxed);
+    }
     let (read, mut write) = stream.into_split();
+    // A frame read: to the hub. False when the hub is gone.
+    let deliver = |frame: Frame| async move {
+        counters.seen_now();
+        counters.rx_frames.fetch_add(1, Relaxed);
+        events.send(Event::Frame { key, frame }).await.is_ok()
+    };
     let reading = async {
-        let mut frames_in = FramedRead::new(read, StreamCodec);
-        frames_in.read_buffer_mut().extend_from_slice(&first);
-        while let Some(frame) = frames_in.next().await {
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(err) => {
-                    if matches!(err, StreamError::Wire(_)) {
-                        counters.decode_errors.fetch_add(1, Relaxed);
+        let Some(mut opener) = opener else {
+            let mut frames_in = FramedRead::new(read, StreamCodec);
+            frames_in.read_buffer_mut().extend_from_slice(&first);
+            while let Some(frame) = frames_in.next().await {
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(err) => {
+                        if matches!(err, StreamError::Wire(_)) {
+                            counters.decode_errors.fetch_add(1, Relaxed);
+                        }
+                        return Err(err);
                     }
-                    return Err(err);
+                };
+                PeerCounters::add(&counters.rx_bytes, frame.encoded_len());
+                if !deliver(frame).await {
+                    break;
                 }
-            };
-            counters.seen_now();
-            counters.rx_frames.fetch_add(1, Relaxed);
-            PeerCounters::add(&counters.rx_bytes, frame.encoded_len());
-            if events.send(Event::Frame { key, frame }).await.is_err() {
-                break;
+            }
+            return Ok(());
+        };
+        let mut records = FramedRead::new(read, RecordCodec);
+        while let Some(record) = records.next().await {
+            let record = record.inspect_err(|_| {
+                counters.decode_errors.fetch_add(1, Relaxed);
+            })?;
+            PeerCounters::add(&counters.rx_bytes, 2 + record.len());
+            let plain = opener
+                .open(&record)
+                .map_err(|err| refused(&format!("a sealed record: {err}")))?;
+            let mut plain = BytesMut::from(&plain[..]);
+            while !plain.is_empty() {
+                let frame = match tokio_util::codec::Decoder::decode(&mut StreamCodec, &mut plain) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => {
+                        counters.decode_errors.fetch_add(1, Relaxed);
+                        return Err(invalid("a sealed record ends inside a frame"));
+                    }
+                    Err(err) => {
+                        counters.decode_errors.fetch_add(1, Relaxed);
+                        return Err(err);
+                    }
+                };
+                if !deliver(frame).await {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -458,9 +626,23 @@ async fn connection(
                 frame.encode(&mut buf);
                 count += 1;
             }
-            write.write_all(&buf).await?;
-            PeerCounters::add(&counters.tx_frames, count);
-            PeerCounters::add(&counters.tx_bytes, buf.len());
+            let written = match &mut sealer {
+                Some(sealer) => {
+                    let record = sealer.seal(&buf);
+                    write.write_all(&record).await.map(|()| record.len())
+                }
+                None => write.write_all(&buf).await.map(|()| buf.len()),
+            };
+            match written {
+                Ok(bytes) => {
+                    PeerCounters::add(&counters.tx_frames, count);
+                    PeerCounters::add(&counters.tx_bytes, bytes);
+                }
+                Err(err) => {
+                    PeerCounters::add(&counters.dropped, count);
+                    return Err(err.into());
+                }
+            }
             buf.clear();
         }
         Ok::<(), StreamError>(())
@@ -471,5 +653,137 @@ async fn connection(
     };
     counters.connected.store(false, Relaxed);
     let _ = events.send(Event::Down { key }).await;
+    // Frames queued for this connection and never written are dropped: counted.
+    frames_out.close();
+    let mut unsent = 0;
+    while frames_out.try_recv().is_ok() {
+        unsent += 1;
+    }
+    PeerCounters::add(&counters.dropped, unsent);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    /// Two ends of one TCP connection over loopback, run by `connection`: the dialer with
+    /// `dial_key` (a configured peer, so a vxbus host, unless `plain`: then a cannelloni
+    /// client), the acceptor with `take_key`, taking no plain client. Returns each side's hub
+    /// events and counters, and the ends' results.
+    async fn pair(
+        dial_key: Option<Key>,
+        take_key: Option<Key>,
+        plain: bool,
+    ) -> (
+        [(mpsc::Receiver<Event>, Arc<PeerCounters>); 2],
+        [tokio::task::JoinHandle<Result<(), StreamError>>; 2],
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (dial_events, dial_rx) = mpsc::channel(16);
+        let (take_events, take_rx) = mpsc::channel(16);
+        let dialer = Arc::new(PeerCounters::default());
+        dialer.vxbus.store(!plain, Relaxed);
+        let taker = Arc::new(PeerCounters::default());
+        let dialing = tokio::spawn({
+            let counters = dialer.clone();
+            async move {
+                let stream = TcpStream::connect(addr).await?;
+                connection(stream, 1, &counters, &dial_events, None, dial_key.as_ref()).await
+            }
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let taking = tokio::spawn({
+            let counters = taker.clone();
+            async move {
+                let refused = AtomicU64::new(0);
+                let accept = Accept {
+                    plain_allowed: false,
+                    refused: &refused,
+                };
+                let key = take_key.as_ref();
+                connection(stream, 2, &counters, &take_events, Some(accept), key).await
+            }
+        });
+        ([(dial_rx, dialer), (take_rx, taker)], [dialing, taking])
+    }
+
+    async fn up(events: &mut mpsc::Receiver<Event>) -> mpsc::Sender<Frame> {
+        match events.recv().await {
+            Some(Event::Up { queue, .. }) => queue,
+            _ => panic!("no Up"),
+        }
+    }
+
+    async fn frame(events: &mut mpsc::Receiver<Event>) -> Frame {
+        match events.recv().await {
+            Some(Event::Frame { frame, .. }) => frame,
+            _ => panic!("no frame"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sealed_connection_carries_frames_both_ways() {
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        let ([(mut dial_rx, dialer), (mut take_rx, taker)], ends) =
+            pair(Some(key.clone()), Some(key), false).await;
+        let (to_taker, to_dialer) = (up(&mut dial_rx).await, up(&mut take_rx).await);
+        assert!(
+            taker.vxbus.load(Relaxed),
+            "the sealed mark says a vxbus host calls"
+        );
+        let one = Frame::classic(0x123, &[1, 2]).unwrap();
+        let two = Frame::fd(0x1a0, 0x01, &[7; 24]).unwrap();
+        to_taker.send(one).await.unwrap();
+        to_taker.send(two).await.unwrap();
+        assert_eq!(frame(&mut take_rx).await, one);
+        assert_eq!(frame(&mut take_rx).await, two);
+        to_dialer.send(two).await.unwrap();
+        assert_eq!(frame(&mut dial_rx).await, two);
+        // Sealed records cost more than plain frames on the wire: the bytes counted are those.
+        let plain = u64::try_from(one.encoded_len() + two.encoded_len()).unwrap();
+        assert!(dialer.tx_bytes.load(Relaxed) > plain);
+        assert_eq!(taker.rx_frames.load(Relaxed), 2);
+        assert_eq!(taker.auth_failures.load(Relaxed), 0);
+        assert_eq!(dialer.established.load(Relaxed), 1);
+        drop((to_taker, to_dialer));
+        for end in ends {
+            end.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn what_does_not_seal_as_this_bus_does_is_refused() {
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        let other = Key::from_hex(&"cd".repeat(32)).unwrap();
+        let cases = [
+            (
+                None,
+                Some(key.clone()),
+                false,
+                "a vxbus host without tunnel.key",
+            ),
+            (Some(key.clone()), None, false, "seals its stream"),
+            (
+                Some(key.clone()),
+                Some(other),
+                false,
+                "sealed with another key",
+            ),
+            (None, Some(key), true, "a plain cannelloni client"),
+        ];
+        for (dial_key, take_key, plain, why) in cases {
+            // The dialer's events are kept: a client stays connected while it is refused.
+            let ([(_dial_events, _), (_, taker)], [dialing, taking]) =
+                pair(dial_key, take_key, plain).await;
+            let refused = taking.await.unwrap().unwrap_err().to_string();
+            assert!(refused.contains(why), "{why}: {refused}");
+            assert_eq!(taker.auth_failures.load(Relaxed), 1, "{why}");
+            assert_eq!(taker.established.load(Relaxed), 0, "{why}");
+            let _ = dialing.await.unwrap();
+        }
+    }
 }

@@ -96,6 +96,15 @@ impl Shared {
         counters
     }
 
+    /// Whether `counters` are still those of a far end of the tunnel (not removed).
+    pub fn has_peer(&self, counters: &Arc<PeerCounters>) -> bool {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|entry| Arc::ptr_eq(&entry.counters, counters))
+    }
+
     pub fn remove_peer(&self, counters: &Arc<PeerCounters>) {
         self.peers
             .lock()
@@ -157,7 +166,7 @@ impl Tunnel {
                     Some(addr) => Some(TcpListener::bind(addr).await.map_err(listen_error(addr))?),
                     None => None,
                 };
-                tokio::spawn(tcp::run(shared.clone(), bus, listener, receiver))
+                tokio::spawn(tcp::run(shared.clone(), bus, listener, key, receiver))
             }
         };
         tracing::info!("network {name}: tunnel started on {interface}: {spec}");
@@ -203,7 +212,13 @@ impl Tunnel {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|entry| {
-                let sealed = self.shared.spec.key_file().is_some() && entry.role == PeerRole::Peer;
+                // With a key, every vxbus far end is sealed (one that is not is refused).
+                let vxbus = match entry.role {
+                    PeerRole::Peer => true,
+                    PeerRole::Client => entry.counters.vxbus.load(Relaxed),
+                    PeerRole::Leaf => false,
+                };
+                let sealed = self.shared.spec.key_file().is_some() && vxbus;
                 PeerStats::read(entry.address.clone(), entry.role, sealed, &entry.counters)
             })
             .collect();

@@ -12,6 +12,7 @@
 //! Owns: the peers' datagram builders and sequence numbers. Must not touch other buses.
 
 use std::{
+    hash::{DefaultHasher, Hash, Hasher},
     net::SocketAddr,
     sync::{atomic::Ordering::Relaxed, Arc},
     time::Duration,
@@ -249,6 +250,7 @@ impl Udp {
         let (id, openers) = (self.id, &mut self.openers);
         let peer = &mut self.peers[at];
         let opened;
+        let mut restarted = false;
         let bytes = match (&self.sealer, peer.vxbus) {
             (Some(sealer), true) => {
                 let checked = sealer.open(bytes).and_then(|opened| {
@@ -261,6 +263,7 @@ impl Udp {
                         if peer.their_id != Some(checked.from) {
                             // A peer heard from for the first time, or after its restart: it
                             // learns our id from the answer, sent at once.
+                            restarted = peer.their_id.is_some();
                             peer.their_id = Some(checked.from);
                             peer.last_out = None;
                         }
@@ -281,10 +284,13 @@ impl Udp {
         };
         peer.counters.seen_now();
         PeerCounters::add(&peer.counters.rx_bytes, len);
-        if peer.last_in.is_some_and(|last| now - last > SILENCE) {
-            peer.seq_in.reset();
-        }
+        let silent = peer.last_in.is_some_and(|last| now - last > SILENCE);
         peer.last_in = Some(now);
+        if restarted {
+            // A new run of the peer numbers its datagrams afresh.
+            peer.seq_in.reset();
+            peer.counters.restarts.fetch_add(1, Relaxed);
+        }
         let datagram = match decode_datagram(bytes) {
             Ok(datagram) => datagram,
             Err(err) => {
@@ -296,20 +302,43 @@ impl Udp {
                 return;
             }
         };
-        match peer.seq_in.arrive(datagram.seq) {
-            Arrival::First | Arrival::InOrder => {}
+        let fingerprint = {
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        };
+        let arrival = match silent {
+            true => peer
+                .seq_in
+                .arrive_after_silence(datagram.seq, fingerprint, now.into_std()),
+            false => peer
+                .seq_in
+                .arrive(datagram.seq, fingerprint, now.into_std()),
+        };
+        match arrival {
+            Arrival::First | Arrival::InOrder | Arrival::Stale => {}
             Arrival::Ahead { missing } => {
                 peer.counters.lost.fetch_add(u64::from(missing), Relaxed);
             }
             Arrival::Late => peer.counters.late(),
+            Arrival::Restart => {
+                peer.counters.restarts.fetch_add(1, Relaxed);
+            }
+            Arrival::Duplicate => {
+                // Its frames are on the bus already: once is the promise.
+                peer.counters.duplicates.fetch_add(1, Relaxed);
+                return;
+            }
         }
         PeerCounters::add(&peer.counters.rx_frames, datagram.frames.len());
         for frame in &datagram.frames {
-            match self.bus.write(frame).await {
-                Ok(()) => self.shared.counters.bus_tx_frames.fetch_add(1, Relaxed),
-                Err(_) => self.shared.counters.bus_tx_errors.fetch_add(1, Relaxed),
-            };
-            self.queue(frame, Some(at)).await;
+            if self
+                .bus
+                .write_from_far_end(frame, &self.shared.counters)
+                .await
+            {
+                self.queue(frame, Some(at)).await;
+            }
         }
     }
 

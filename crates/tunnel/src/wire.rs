@@ -30,6 +30,9 @@ pub const TCP_HELLO: &[u8; 12] = b"CANNELLONIv1";
 /// sends it no frame it has from another vxbus host. An error frame's id word, which no
 /// cannelloni end sends (it carries no error frames either way), with length 0.
 pub const VXBUS_MARK: [u8; 5] = [0x20, b'V', b'X', b'B', 0];
+/// [`VXBUS_MARK`] of a vxbus host whose bus has `tunnel.key`: sealed records follow (see
+/// [`crate::seal`]).
+pub const VXBUS_SEALED_MARK: [u8; 5] = [0x20, b'V', b'X', b'S', 0];
 /// The largest datagram vxbus sends: an Ethernet MTU less the IPv4 and UDP headers, so that no
 /// datagram is fragmented on the way.
 pub const MAX_DATAGRAM: usize = 1472;

@@ -48,12 +48,21 @@ struct Vcan(&'static str);
 
 impl Vcan {
     fn new(name: &'static str) -> Vcan {
+        Vcan::with_mtu(name, "72")
+    }
+
+    /// A classic CAN bus (`fd=false`): the kernel refuses CAN FD frames on it.
+    fn classic(name: &'static str) -> Vcan {
+        Vcan::with_mtu(name, "16")
+    }
+
+    fn with_mtu(name: &'static str, mtu: &str) -> Vcan {
         let _ = Command::new("ip")
             .args(["link", "del", name])
             .stderr(std::process::Stdio::null())
             .status();
         ip(&["link", "add", name, "type", "vcan"]);
-        ip(&["link", "set", name, "mtu", "72", "up"]);
+        ip(&["link", "set", name, "mtu", mtu, "up"]);
         Vcan(name)
     }
 }
@@ -487,4 +496,45 @@ async fn sealed_udp_between_vxbus_hosts_and_plain_to_leaves() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_bus_passes_on_no_fd_frame_and_no_duplicate() {
+    if !kernel_has_can() {
+        return;
+    }
+    let bus = Vcan::classic("kt-cl");
+    let tunnel = Tunnel::start(
+        "cl",
+        bus.0,
+        &spec(Transport::Udp, Some(21401), &[], &[21411, 21412]),
+    )
+    .await
+    .unwrap();
+    let (leaf1, leaf2) = (
+        UdpSocket::bind(addr(21411)).await.unwrap(),
+        UdpSocket::bind(addr(21412)).await.unwrap(),
+    );
+    leaf1.connect(addr(21401)).await.unwrap();
+    let on_bus = CanFdSocket::open(bus.0).unwrap();
+    // Leaf 1 sends a CAN FD frame between two classic ones, and the network duplicates the
+    // datagram: the classic frames reach the bus and leaf 2 once; the FD one goes nowhere.
+    let sent = datagram(
+        7,
+        &[
+            Frame::classic(0x100, &[1]).unwrap(),
+            Frame::fd(0x101, 0x04, &[2; 12]).unwrap(),
+            Frame::classic(0x102, &[3]).unwrap(),
+        ],
+    );
+    leaf1.send(&sent).await.unwrap();
+    leaf1.send(&sent).await.unwrap();
+    assert_eq!(heard(&on_bus).await, ["100#01", "102#03"]);
+    let to_leaf2 = datagrams(&leaf2).await;
+    assert_eq!(to_leaf2.len(), 2, "{to_leaf2:?}");
+    let stats = tunnel.stats();
+    assert_eq!((stats.bus_tx_frames, stats.bus_tx_errors), (2, 1));
+    let from_leaf1 = peer(&stats, "127.0.0.1:21411");
+    assert_eq!((from_leaf1.duplicates, from_leaf1.reordered), (1, 0));
+    tunnel.stop().await;
 }

@@ -337,7 +337,10 @@ impl Driver {
     ) -> Result<(), BusError> {
         let mut inner = self.inner.lock().await;
         let id = inner.resolve(network)?;
-        inner.change_far_end(&id, addr, change).await
+        inner.change_far_end(&id, addr, change).await?;
+        // A leaf removed from a bus that follows the Swarm may leave a node's address free.
+        inner.follow_swarm().await;
+        Ok(())
     }
 
     /// After a restart: starts each existing bus's plugin again (in the background; a bus
@@ -385,6 +388,9 @@ impl Driver {
     ) -> Result<(), BusError> {
         let _check = CheckAfter(&self.called);
         let spec = BusSpec::from_options(options)?;
+        if let Some(tunnel) = &spec.tunnel {
+            tunnels::refuse_self(tunnel)?;
+        }
         let options = options.cloned().unwrap_or_default();
         let spec_has_no_options = options.is_empty();
         // The plugin checks its options before anything exists (it may have to be spawned:

@@ -58,7 +58,7 @@ pub(super) fn peers_of(
 }
 
 /// This host's IP addresses: the plugin shares the host's network namespace.
-fn own_addresses() -> anyhow::Result<BTreeSet<IpAddr>> {
+pub(super) fn own_addresses() -> anyhow::Result<BTreeSet<IpAddr>> {
     let interfaces = nix::ifaddrs::getifaddrs().context("listing this host's addresses")?;
     Ok(interfaces
         .filter_map(|interface| interface.address)

@@ -10,7 +10,7 @@
 use std::{collections::BTreeSet, net::SocketAddr};
 
 use serde_json::Value;
-use vxbus_tunnel::{spec::FarEnd, PeerError, StartError, Tunnel, TunnelStats};
+use vxbus_tunnel::{spec::FarEnd, PeerError, StartError, Tunnel, TunnelSpec, TunnelStats};
 
 use super::{BusError, Inner};
 use crate::bus::{BusSpec, OptionError};
@@ -32,6 +32,38 @@ pub(super) fn refusal(err: StartError) -> BusError {
         }),
         other => BusError::Failed(other.into()),
     }
+}
+
+/// Refuses a far end that is this host at the tunnel's own port, where the tunnel listens on
+/// every address (with one address, [`TunnelSpec`] refuses it already): the tunnel would send
+/// every frame to itself.
+pub(super) fn refuse_self(tunnel: &TunnelSpec) -> Result<(), BusError> {
+    let Some(listen) = tunnel
+        .listen()
+        .filter(|listen| listen.ip().is_unspecified())
+    else {
+        return Ok(());
+    };
+    let own = super::swarm::own_addresses()?;
+    for (option, list) in [
+        ("tunnel.peers", tunnel.peers()),
+        ("tunnel.leaves", tunnel.leaves()),
+    ] {
+        let is_self = |addr: &&SocketAddr| {
+            addr.port() == listen.port() && (own.contains(&addr.ip()) || addr.ip().is_loopback())
+        };
+        if let Some(addr) = list.iter().find(is_self) {
+            return Err(BusError::Option(OptionError::Invalid {
+                name: option.to_owned(),
+                value: addr.to_string(),
+                allowed: format!(
+                    "a far end other than this host: {addr} is this host's own address at the \
+                     port tunnel.listen={listen} listens on, so the tunnel would send to itself"
+                ),
+            }));
+        }
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -179,11 +211,18 @@ impl Inner {
         }
         // The record must still make a valid bus (a tcp tunnel left with nothing to listen on
         // or connect to would not): checked before anything changes.
-        if let Err(err) = BusSpec::from_options(Some(&after)) {
-            return Err(BusError::Conflict(format!(
-                "network {}: that change would leave options vxbus refuses: {err}",
-                short(id)
-            )));
+        match BusSpec::from_options(Some(&after)) {
+            Err(err) => {
+                return Err(BusError::Conflict(format!(
+                    "network {}: that change would leave options vxbus refuses: {err}",
+                    short(id)
+                )))
+            }
+            Ok(BusSpec {
+                tunnel: Some(changed),
+                ..
+            }) => refuse_self(&changed)?,
+            Ok(_) => {}
         }
         match change {
             Change::Add(kind) => tunnel.add_peer(addr, kind).await,
