@@ -133,7 +133,7 @@ clean: ## remove build outputs (keeps the downloaded kernel under target/vm)
 
 # The decoders of outside data: a plugin's chunks, Docker's requests, the kernel's can-gw replies, LDFs,
 # and what a tunnel peer sends (cannelloni datagrams and streams).
-FUZZ_TARGETS := chunk_decoder docker_request cangw_reply ldf_parser cannelloni_datagram cannelloni_stream
+FUZZ_TARGETS := chunk_decoder docker_request cangw_reply ldf_parser cannelloni_datagram cannelloni_stream sealed_stream
 
 fuzz: ## fuzz each decoder of outside data for $(SECONDS) s (default 60) with cargo fuzz (installed if missing)
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
