@@ -234,7 +234,17 @@ wait_until 60 "the service's tasks gone" bash -c \
 docker network rm swbus swcfg >/dev/null
 b network rm swcfg >/dev/null
 b swarm leave --force >/dev/null
+wait_until 20 "A to hear of B leaving the Swarm (DiscoverDelete)" \
+  bash -c "! \"$vxbus\" swarm --json | jq -e 'index(\"$B_IP\")' >/dev/null"
 docker swarm leave --force >/dev/null
+# No one tells a node that it left itself: the nodes each host still has are forgotten by hand.
+for vxbus_of in "$vxbus" "$vxbus --state-dir $B_STATE"; do
+  for ip in $($vxbus_of swarm --json | jq -r '.[]'); do
+    $vxbus_of swarm --forget "$ip" >/dev/null
+  done
+done
+expect_eq "$(jq -c '[.swarm_nodes // empty]' /var/lib/vxbus/state.json "$B_STATE/state.json")" $'[]\n[]' \
+  "the Swarm nodes left in A's and B's state"
 # Swarm made a docker_gwbridge on each node for its tasks' other networks: not vxbus's.
 docker network rm docker_gwbridge >/dev/null 2>&1 || true
 b network rm docker_gwbridge >/dev/null 2>&1 || true

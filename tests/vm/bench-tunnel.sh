@@ -11,6 +11,7 @@
 #   a datagram. The cannelloni program is not available here, so that row is vxbus's tunnel
 #   with tunnel.batch_delay=100ms, which batches the same way: an emulation, named as one.
 # - can-cannelloni (PyPI), an independent cannelloni end in Python, as the TCP receiver on host B.
+# - the floor: canbench to canbench on one vcan, no tunnel, for what the VM alone costs.
 # Figures from a VM under software emulation: compare the rows with each other, not with
 # hardware.
 source "$VXBUS_REPO/tests/e2e/lib.sh"
@@ -78,8 +79,23 @@ measure() {
   stop_ends
   printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$far" "$rate" "$sent" "$(grep received= "$out")" | tee -a "$results"
 }
+# floor RATE: canbench to canbench on host A's vcan, no tunnel at all: what the emulated kernel
+# and scheduler alone cost, the floor under every tunnel row.
+floor() {
+  local rate=$1 count=$(($1 * SECONDS_PER_RUN)) out=$work/recv sent
+  "$canbench" recv tba "$count" >"$out" 2>&1 &
+  local receiver=$!
+  wait_until 60 "the receiver ready" grep -q ready "$out"
+  sent=$("$canbench" send tba "$count" "$rate")
+  wait "$receiver" || fail "the receiver failed: $(cat "$out")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "floor: no tunnel (one vcan)" "-" "$rate" "$sent" "$(grep received= "$out")" | tee -a "$results"
+}
 field() { grep -o "$1=[0-9.]*" <<<"$2" | cut -d= -f2; } # field NAME LINE
 
+for rate in 1000 10000; do
+  step "floor: no tunnel, $rate"
+  floor "$rate"
+done
 for transport in udp tcp; do
   for rate in 1000 5000 10000 burst; do
     step "vxbus $transport, $rate"

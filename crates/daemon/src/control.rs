@@ -9,7 +9,12 @@
 //! Owns: that exchange and how its answers are printed. Must not touch: the kernel or the state
 //! file; it asks the driver and the supervisor.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{anyhow, bail, Context as _};
 use serde::{Deserialize, Serialize};
@@ -55,6 +60,13 @@ pub enum Command {
     Tunnel {
         #[command(subcommand)]
         action: TunnelAction,
+    },
+    /// The Swarm nodes vxbus heard of from Docker, which `tunnel.peers=swarm` tunnels take as
+    /// peers; `--forget IP` drops one Docker did not say had left (a node gone while the plugin
+    /// was disabled, or the nodes of a Swarm this host left).
+    Swarm {
+        #[arg(long, value_name = "IP")]
+        forget: Option<IpAddr>,
     },
     /// Networks, plugins and tunnels at once (with --json, for scripts).
     Status,
@@ -157,12 +169,22 @@ async fn run(
             .map(Value::Object)
             .map_err(|e| e.to_string()),
         Command::Tunnel { action } => tunnel(action, driver).await,
+        Command::Swarm { forget: None } => Ok(json(&driver.swarm_nodes().await)),
+        Command::Swarm { forget: Some(ip) } => {
+            driver
+                .forget_swarm_node(ip)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("control socket: Swarm node {ip} forgotten");
+            Ok(json(&driver.swarm_nodes().await))
+        }
         Command::Status => {
             let tunnels = driver.tunnels(None).await.map_err(|e| e.to_string())?;
             Ok(json!({
                 "networks": json(&driver.networks().await),
                 "plugins": json(&plugins.report()),
                 "tunnels": json(&tunnels),
+                "swarm_nodes": json(&driver.swarm_nodes().await),
             }))
         }
         Command::Set { plugin, assignment } => {
@@ -359,6 +381,17 @@ fn human(command: &Command, value: &Value) -> String {
             for (what, address) in value.as_object().into_iter().flatten() {
                 out += &format!("{what} {}\n", text(address));
             }
+        }
+        Command::Swarm { .. } => {
+            let nodes: Vec<String> = value.as_array().into_iter().flatten().map(text).collect();
+            out += &format!(
+                "Swarm nodes: {}\n",
+                if nodes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    nodes.join(", ")
+                }
+            );
         }
         Command::Status => {
             out += &human(&Command::Networks, &value["networks"]);

@@ -168,6 +168,13 @@ mod tests {
             add.unwrap().command,
             Some(Command::Tunnel { action: expected })
         );
+        let forget = Settings::try_parse_from(["vxbus", "swarm", "--forget", "10.0.0.9"]);
+        let ip = "10.0.0.9".parse().unwrap();
+        assert_eq!(
+            forget.unwrap().command,
+            Some(Command::Swarm { forget: Some(ip) })
+        );
+        assert!(Settings::try_parse_from(["vxbus", "swarm", "--forget", "node-9"]).is_err());
     }
 
     #[test]

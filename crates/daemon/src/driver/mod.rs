@@ -328,6 +328,22 @@ impl Driver {
         self.inner.lock().await.swarm_node(change).await
     }
 
+    /// The Swarm nodes recorded, for `vxbus swarm`.
+    pub async fn swarm_nodes(&self) -> BTreeSet<std::net::IpAddr> {
+        self.inner.lock().await.state.swarm_nodes.clone()
+    }
+
+    /// `vxbus swarm --forget IP`: a node Docker did not say had left, forgotten as if it had.
+    pub async fn forget_swarm_node(&self, ip: std::net::IpAddr) -> Result<(), BusError> {
+        let mut inner = self.inner.lock().await;
+        if !inner.state.swarm_nodes.contains(&ip) {
+            return Err(BusError::Conflict(format!(
+                "{ip} is not a recorded Swarm node (`vxbus swarm` lists them)"
+            )));
+        }
+        inner.swarm_node(NodeChange::Left(ip)).await
+    }
+
     /// `vxbus tunnel add|remove`: changes a far end of a network's running tunnel and records it.
     pub async fn change_tunnel(
         &self,
