@@ -251,14 +251,43 @@ pub struct StreamHandshake {
     mine: u64,
     /// Seals the hello and then every record, so the counters rise along the stream.
     sealer: Sealer,
+    own: OwnIds,
+}
+
+/// The connection ids of one tunnel's sealed TCP connections, handshaking or open: a hello
+/// from one of them is the tunnel's own, crossed over from another of its connections.
+#[derive(Clone, Default)]
+pub struct OwnIds(std::sync::Arc<std::sync::Mutex<BTreeSet<u64>>>);
+
+impl OwnIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for StreamHandshake {
+    fn drop(&mut self) {
+        self.own.lock().remove(&self.mine);
+    }
+}
+
+impl Drop for StreamSealer {
+    fn drop(&mut self) {
+        self.own.lock().remove(&self.mine);
+    }
 }
 
 impl StreamHandshake {
-    pub fn new(key: &Key) -> StreamHandshake {
+    pub fn new(key: &Key, own: &OwnIds) -> StreamHandshake {
+        let mine = new_id();
+        own.lock().insert(mine);
         StreamHandshake {
             key: key.clone(),
-            mine: new_id(),
+            mine,
             sealer: Sealer::new(key),
+            own: own.clone(),
         }
     }
 
@@ -270,24 +299,31 @@ impl StreamHandshake {
     /// Takes the other side's hello record (without its length): the two halves of the
     /// connection, sealing what goes out and opening what comes in.
     pub fn take_hello(self, sealed: &[u8]) -> Result<(StreamSealer, StreamOpener), OpenError> {
-        let sealer = self.sealer;
-        let opened = sealer.open(sealed)?;
+        let opened = self.sealer.open(sealed)?;
         if opened.to != NO_ONE || !opened.plain.is_empty() || opened.from == NO_ONE {
             return Err(OpenError::NotForUs);
         }
-        if opened.from == self.mine {
-            // Our own hello, played back to us.
+        if self.own.lock().contains(&opened.from) {
+            // Our own hello, played back to us, or crossed over from another of our
+            // connections.
             return Err(OpenError::NotForUs);
         }
         let (mine, theirs) = (self.mine, opened.from);
+        let opener = Sealer::new(&self.key);
+        // The id now belongs to the sealer (whose drop forgets it), not to the handshake.
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let fresh = Sealer::new(&this.key);
+        let sealer = std::mem::replace(&mut this.sealer, fresh);
+        let own = std::mem::take(&mut this.own);
         Ok((
             StreamSealer {
                 sealer,
                 mine,
                 theirs,
+                own,
             },
             StreamOpener {
-                opener: Sealer::new(&self.key),
+                opener,
                 mine,
                 theirs,
                 last: opened.counter,
@@ -301,6 +337,7 @@ pub struct StreamSealer {
     sealer: Sealer,
     mine: u64,
     theirs: u64,
+    own: OwnIds,
 }
 
 impl StreamSealer {
@@ -541,7 +578,11 @@ mod tests {
 
     /// The hello records of two fresh connection sides, exchanged.
     fn connected(key: &Key) -> ((StreamSealer, StreamOpener), (StreamSealer, StreamOpener)) {
-        let (mut a, mut b) = (StreamHandshake::new(key), StreamHandshake::new(key));
+        let (own_a, own_b) = (OwnIds::default(), OwnIds::default());
+        let (mut a, mut b) = (
+            StreamHandshake::new(key, &own_a),
+            StreamHandshake::new(key, &own_b),
+        );
         let (hello_a, hello_b) = (a.hello(), b.hello());
         let a = a.take_hello(&hello_b[2..]).unwrap();
         let b = b.take_hello(&hello_a[2..]).unwrap();
@@ -567,15 +608,34 @@ mod tests {
         assert_eq!(c_in.open(&a_out.seal(b"x")[2..]), Err(OpenError::NotForUs));
         // Another key; a hello played back to its sender.
         let other = Key::from_hex(&"cd".repeat(32)).unwrap();
-        let stranger = StreamHandshake::new(&other).hello();
-        let side = StreamHandshake::new(&key);
+        let stranger = StreamHandshake::new(&other, &OwnIds::default()).hello();
+        let side = StreamHandshake::new(&key, &OwnIds::default());
         assert_eq!(
             side.take_hello(&stranger[2..]).err(),
             Some(OpenError::Forged)
         );
-        let mut side = StreamHandshake::new(&key);
+        let mut side = StreamHandshake::new(&key, &OwnIds::default());
         let own = side.hello();
         assert_eq!(side.take_hello(&own[2..]).err(), Some(OpenError::NotForUs));
+    }
+
+    #[test]
+    fn a_hello_crossed_over_from_another_own_connection_is_refused() {
+        let key = Key::from_hex(&"ab".repeat(32)).unwrap();
+        // Two connections of this process, each given the other's hello by a go-between.
+        let own = OwnIds::default();
+        let (mut one, mut two) = (
+            StreamHandshake::new(&key, &own),
+            StreamHandshake::new(&key, &own),
+        );
+        let (hello_one, hello_two) = (one.hello(), two.hello());
+        assert_eq!(
+            one.take_hello(&hello_two[2..]).err(),
+            Some(OpenError::NotForUs)
+        );
+        // Connection one is gone now (its id forgotten), so two would take its hello; but no
+        // first record from one to two will ever be sealed, and the handshake ends there.
+        let _ = (two, hello_one);
     }
 
     #[test]

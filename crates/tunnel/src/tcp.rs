@@ -35,7 +35,9 @@ use tokio_util::codec::FramedRead;
 
 use crate::{
     bus::{bus_failed, BusSocket, Flow},
-    seal::{Key, RecordCodec, StreamHandshake, StreamOpener, StreamSealer, MAX_RECORD, OVERHEAD},
+    seal::{
+        Key, OwnIds, RecordCodec, StreamHandshake, StreamOpener, StreamSealer, MAX_RECORD, OVERHEAD,
+    },
     spec::FarEnd,
     stats::{PeerCounters, PeerRole},
     tunnel::{Command, Every, PeerError, Shared},
@@ -87,7 +89,12 @@ pub(crate) async fn run(
     key: Option<Key>,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let key = key.map(Arc::new);
+    let key = key.map(|key| {
+        Arc::new(Sealing {
+            key,
+            own: OwnIds::default(),
+        })
+    });
     let (events_tx, mut events) = mpsc::channel::<Event>(QUEUE);
     let keys = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // Every connection's task lives in this set: dropping it (the tunnel stopped) ends them.
@@ -252,7 +259,7 @@ async fn serve(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     keys: Arc<std::sync::atomic::AtomicU64>,
-    seal_key: Option<Arc<Key>>,
+    seal_key: Option<Arc<Sealing>>,
 ) {
     let mut clients = JoinSet::new();
     let mut error_log = Every::new(Duration::from_secs(10));
@@ -315,7 +322,7 @@ async fn dial(
     counters: Arc<PeerCounters>,
     events: mpsc::Sender<Event>,
     keys: Arc<std::sync::atomic::AtomicU64>,
-    seal_key: Option<Arc<Key>>,
+    seal_key: Option<Arc<Sealing>>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u64;
@@ -392,6 +399,12 @@ async fn read_record(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>>
     Ok(Some(record))
 }
 
+/// A tunnel's key, and the ids of its sealed connections (a hello from one is refused).
+struct Sealing {
+    key: Key,
+    own: OwnIds,
+}
+
 /// What a connection taken on the listening address needs to know of its client.
 struct Accept<'a> {
     /// Whether the client may stay if it says it is no vxbus host (`tunnel.clients`).
@@ -404,6 +417,10 @@ fn invalid(message: impl Into<String>) -> StreamError {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message.into()).into()
 }
 
+fn timed_out(message: &str) -> StreamError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, message).into()
+}
+
 /// One connection, after connect or accept: the hello both ways, then frames both ways until
 /// either side ends. The hub knows of it between `Up` and `Down`. An `accepted` connection is
 /// a vxbus host if [`VXBUS_MARK`] or [`VXBUS_SEALED_MARK`] follows its hello; that is known
@@ -414,7 +431,7 @@ async fn connection(
     counters: &Arc<PeerCounters>,
     events: &mpsc::Sender<Event>,
     accept: Option<Accept<'_>>,
-    seal_key: Option<&Key>,
+    seal_key: Option<&Sealing>,
 ) -> Result<(), StreamError> {
     stream.set_nodelay(true)?;
     let mut hello = [0u8; TCP_HELLO.len()];
@@ -426,10 +443,13 @@ async fn connection(
         None => VXBUS_MARK,
     };
     let handshake = async {
-        stream.write_all(TCP_HELLO).await?;
+        // The hello and the mark in one write: a mark in a segment of its own, lost and sent
+        // again, would come after MARK_WAIT.
+        let mut first = TCP_HELLO.to_vec();
         if announce {
-            stream.write_all(&mark).await?;
+            first.extend_from_slice(&mark);
         }
+        stream.write_all(&first).await?;
         stream.read_exact(&mut hello).await
     };
     match timeout(HANDSHAKE_TIMEOUT, handshake).await {
@@ -439,13 +459,7 @@ async fn connection(
             return Err(invalid("the peer's hello is not CANNELLONIv1"));
         }
         Ok(Err(err)) => return Err(err.into()),
-        Err(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no hello from the peer in 5 s",
-            )
-            .into())
-        }
+        Err(_) => return Err(timed_out("no hello from the peer in 5 s")),
     }
     counters.seen_now();
     let refused = |message: &str| {
@@ -505,7 +519,7 @@ async fn connection(
     if let (true, Some(seal_key)) = (sealed, seal_key) {
         // Hellos both ways, then an empty record each way: each side proves it holds the key
         // now, in this connection.
-        let mut shake = StreamHandshake::new(seal_key);
+        let mut shake = StreamHandshake::new(&seal_key.key, &seal_key.own);
         let exchange = async {
             stream.write_all(&shake.hello()).await?;
             let Some(hello) = read_record(&mut stream).await? else {
@@ -534,13 +548,7 @@ async fn connection(
                 )))
             }
             Ok(Err(err)) => return Err(err.into()),
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the peer's sealed handshake did not end in 5 s",
-                )
-                .into())
-            }
+            Err(_) => return Err(timed_out("the peer's sealed handshake did not end in 5 s")),
         }
     }
     let (queue, mut frames_out) = mpsc::channel(QUEUE);
@@ -692,7 +700,11 @@ mod tests {
             let counters = dialer.clone();
             async move {
                 let stream = TcpStream::connect(addr).await?;
-                connection(stream, 1, &counters, &dial_events, None, dial_key.as_ref()).await
+                let sealing = dial_key.map(|key| Sealing {
+                    key,
+                    own: OwnIds::default(),
+                });
+                connection(stream, 1, &counters, &dial_events, None, sealing.as_ref()).await
             }
         });
         let (stream, _) = listener.accept().await.unwrap();
@@ -704,7 +716,11 @@ mod tests {
                     plain_allowed: false,
                     refused: &refused,
                 };
-                let key = take_key.as_ref();
+                let sealing = take_key.map(|key| Sealing {
+                    key,
+                    own: OwnIds::default(),
+                });
+                let key = sealing.as_ref();
                 connection(stream, 2, &counters, &take_events, Some(accept), key).await
             }
         });
