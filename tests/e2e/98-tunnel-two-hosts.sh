@@ -81,11 +81,14 @@ expect_eq "$(jq -c '.[] | [.bus_rx_frames, .bus_tx_frames, .foreign_datagrams]' 
 "$vxbus" tunnel list body | grep -qE "^  $A_IP:20001 +leaf +yes +8 +2 " ||
   fail "vxbus tunnel list shows no line for the leaf with its counters:"$'\n'"$("$vxbus" tunnel list body)"
 
-step "netem drops 30% of A's datagrams to B: B's loss counter sees it"
+step "netem drops 30%, then all, of A's datagrams to B: B counts them lost (no restart)"
+b_body() { # FIELD: of B's counters of its peer A on body
+  DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq ".[].peers[0].$1"
+}
 modprobe sch_netem
 tc qdisc add dev vxt-a root netem loss 30%
 on_exit "tc qdisc del dev vxt-a root 2>/dev/null"
-lost_before=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].lost')
+lost_before=$(b_body lost)
 # One frame a datagram: the link is idle between cansends.
 in_netns ecu-a sh -c 'i=0; while [ $i -lt 60 ]; do cansend can0 7A0#$(printf %02X $i); i=$((i + 1)); done'
 tc qdisc del dev vxt-a root
@@ -95,6 +98,15 @@ lost=$(($(jq '.[0]' <<<"$b_after") - lost_before)) got=$(($(jq '.[1]' <<<"$b_aft
 echo "B counted $lost datagram(s) lost and got $got of 60 frames"
 ((lost > 0 && got < 60)) ||
   fail "B's counters after 30% loss: $lost lost, $got of 60 frames received"
+# All of A's datagrams lost for 3 s, its keepalives (one a second when idle) with them: for a
+# sealed peer (the same id throughout) the gap after the silence is loss, not a restart.
+lost_before=$(b_body lost)
+tc qdisc add dev vxt-a root netem loss 100%
+sleep 3
+tc qdisc del dev vxt-a root
+lost_meanwhile() { (($(b_body lost) - lost_before >= 2)); }
+wait_until 5 "B to count A's keepalives lost in the silence" lost_meanwhile
+expect_eq "$(b_body restarts)" 0 "restarts B counted of A on body after A's silence"
 
 step "vxbus tunnel add/remove: a leaf on the running bus, recorded in the state"
 leaves() { jq -r '.networks[].options["tunnel.leaves"] // empty' /var/lib/vxbus/state.json; }
@@ -154,7 +166,8 @@ expect_eq "$(cat "$work/c2")" "$from_c1"$'\n'"$from_wb" "what client 2 got"
 expect_eq "$(cat "$work/c1")" "$from_wb" "what client 1 got (never its own frames)"
 
 step "A's daemon killed: dockerd restarts it, the tunnel comes back, B and the clients reconnect"
-daemon_a=$(pgrep -x vxbus --ns $$ --nslist net)
+daemon_a=$(pgrep -x vxbus --ns $$ --nslist net) || fail "no vxbus daemon found on host A"
+[[ $daemon_a =~ ^[0-9]+$ ]] || fail "not one vxbus daemon on host A: '$daemon_a'"
 mark=$(log_mark)
 kill -9 "$daemon_a"
 wait_logged "$mark" "tunnel started on vxbn" 60
@@ -164,15 +177,14 @@ b_connects=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list wir
 # The UDP bus 'body' restarted with the daemon too (a new id for its sealed datagrams, which B
 # learns from A's first one): it resumes as well.
 listeners wa2:can1:ecu-a a2:can0:ecu-a
-udp_before=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].tx_frames')
+udp_before=$(b_body tx_frames)
 b exec ecu-b sh -c "cansend can1 602#B2 && sleep 1 && cansend can0 700#B0"
 expect_frames wa2 '602#B2'
 expect_frames a2 '700#B0'
-udp_after=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].tx_frames')
+udp_after=$(b_body tx_frames)
 expect_eq "$((udp_after - udp_before))" 1 "frames B sent A on body after A's restart"
 # The gap shows: B saw A come back with a new id, and connect to it again over TCP.
-expect_eq "$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json | jq '.[].peers[0].restarts')" \
-  1 "restarts B counted of A on body"
+expect_eq "$(b_body restarts)" 1 "restarts B counted of A on body"
 b_restarts=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list wire --json | jq '.[].peers[0].restarts')
 ((b_restarts >= 1)) || fail "B counted $b_restarts restart(s) of A on wire, not the one after A's restart"
 # A plain client from host B's address: not in tunnel.clients of a sealed bus, refused.
@@ -219,7 +231,7 @@ expect_frames sw "$(frames 2 1)"
 # The nodes are in the state: Docker tells a restarted plugin of no node again, and the bus
 # must not need it to.
 expect_eq "$(jq -c '.swarm_nodes' /var/lib/vxbus/state.json)" "[\"$A_IP\",\"$B_IP\"]" "the Swarm's nodes in A's state"
-daemon_a=$(pgrep -x vxbus --ns $$ --nslist net)
+daemon_a=$(pgrep -x vxbus --ns $$ --nslist net) || fail "no vxbus daemon found on host A"
 [[ $daemon_a =~ ^[0-9]+$ ]] || fail "not one vxbus daemon on host A: '$daemon_a'"
 mark=$(log_mark)
 kill -9 "$daemon_a"
@@ -234,8 +246,12 @@ wait_until 60 "the service's tasks gone" bash -c \
 docker network rm swbus swcfg >/dev/null
 b network rm swcfg >/dev/null
 b swarm leave --force >/dev/null
-wait_until 20 "A to hear of B leaving the Swarm (DiscoverDelete)" \
-  bash -c "! \"$vxbus\" swarm --json | jq -e 'index(\"$B_IP\")' >/dev/null"
+b_forgotten() { # A's vxbus answers, and no longer lists B's node
+  local nodes
+  nodes=$("$vxbus" swarm --json) || return 1
+  ! jq -e --arg ip "$B_IP" 'any(.[]; . == $ip)' <<<"$nodes" >/dev/null
+}
+wait_until 20 "A to hear of B leaving the Swarm (DiscoverDelete)" b_forgotten
 docker swarm leave --force >/dev/null
 # No one tells a node that it left itself: the nodes each host still has are forgotten by hand.
 for vxbus_of in "$vxbus" "$vxbus --state-dir $B_STATE"; do

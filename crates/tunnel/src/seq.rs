@@ -1,6 +1,17 @@
 //! Loss, reordering, duplicates and restarts seen in a UDP peer's sequence numbers (one byte,
 //! wrapping), as counts.
 //!
+//! One byte cannot tell every story apart; the rules, and where they guess:
+//! - A number ahead of the next by up to 127 counts the skipped ones lost; one that comes later
+//!   is counted late instead. A datagram held back more than 127 behind its successors reads as
+//!   a jump ahead.
+//! - The same bytes under the same number within [`DUPLICATE_WITHIN`] are a network duplicate.
+//! - A number already seen through that is neither is passed on uncounted, and is the first of
+//!   a far end numbering afresh (a restart) if the very next datagram follows it. A burst of
+//!   129 to 255 datagrams lost reads the same way, as a restart.
+//! - After a silence, a plain peer's 0, or a number behind, is a restart at once (cannelloni and
+//!   vxbus number from 0); a number ahead counts the skipped ones lost.
+//!
 //! Owns: the arithmetic. Must not touch sockets or counters' storage.
 
 use std::time::{Duration, Instant};
@@ -19,12 +30,13 @@ pub enum Arrival {
     /// The same datagram again, right after it came (the network duplicated it): its frames
     /// must not go on again.
     Duplicate,
-    /// Behind the expected one, from before the first datagram seen: nothing was counted for
-    /// it; its frames go on.
+    /// Behind the expected one, neither counted missing nor a copy: from before the first
+    /// datagram seen, a copy too late to tell, or the first of a far end numbering afresh (the
+    /// next datagram says which). Its frames go on; nothing is counted.
     Stale,
-    /// A number already seen through, neither missing nor a duplicate, or after a silence not
-    /// the next one: the peer numbers its datagrams afresh (it restarted; or, after a silence,
-    /// the link was down that long). Counting starts again from it; nothing is counted lost.
+    /// The far end numbers its datagrams afresh (it restarted; or, after a silence, the link
+    /// was down that long): this datagram follows a [`Stale`](Arrival::Stale) one, or is a 0
+    /// or a number behind after a silence. Counting starts again; nothing is counted lost.
     Restart,
 }
 
@@ -44,6 +56,9 @@ pub struct SeqTracker {
     span: u8,
     /// By number: when a datagram with it last came, and a fingerprint of its bytes.
     recent: Box<[(Option<Instant>, u64); 256]>,
+    /// The last datagram's number, if it was [`Arrival::Stale`] though seen through: a
+    /// restart, if the next one follows it.
+    suspect: Option<u8>,
 }
 
 impl Default for SeqTracker {
@@ -53,6 +68,7 @@ impl Default for SeqTracker {
             missing: 0,
             span: 0,
             recent: Box::new([(None, 0); 256]),
+            suspect: None,
         }
     }
 }
@@ -70,6 +86,11 @@ impl SeqTracker {
             self.span = 1;
             return Arrival::First;
         };
+        if let Some(suspect) = self.suspect.take() {
+            if seq == suspect.wrapping_add(1) && seq != next {
+                return self.restart(seq, fingerprint, now);
+            }
+        }
         // Half the number space ahead counts as ahead, the other half as behind.
         match seq.wrapping_sub(next) {
             ahead @ 0..=127 => {
@@ -89,27 +110,34 @@ impl SeqTracker {
                 let behind = next.wrapping_sub(seq);
                 let bit = 1u128 << (behind - 1);
                 let (at, seen) = self.recent[usize::from(seq)];
+                let copy = seen == fingerprint
+                    && at.is_some_and(|at| now.saturating_duration_since(at) <= DUPLICATE_WITHIN);
                 if self.missing & bit != 0 {
                     self.missing &= !bit;
                     self.recent[usize::from(seq)] = (Some(now), fingerprint);
                     Arrival::Late
-                } else if seen == fingerprint
-                    && at.is_some_and(|at| now.saturating_duration_since(at) <= DUPLICATE_WITHIN)
-                {
+                } else if copy {
                     Arrival::Duplicate
-                } else if behind > self.span {
-                    Arrival::Stale
                 } else {
-                    self.restart(seq, fingerprint, now)
+                    if behind <= self.span {
+                        self.suspect = Some(seq);
+                    }
+                    // A copy of this one soon after is told as such.
+                    self.recent[usize::from(seq)] = (Some(now), fingerprint);
+                    Arrival::Stale
                 }
             }
         }
     }
 
-    /// [`arrive`](SeqTracker::arrive) for the first datagram after a silence: the next number
-    /// means the peer was only idle; any other starts the count afresh.
+    /// [`arrive`](SeqTracker::arrive) for a plain peer's first datagram after a silence: the
+    /// next number means the peer was only idle, a number ahead that datagrams were lost
+    /// meanwhile; a 0 or a number behind starts the count afresh.
     pub fn arrive_after_silence(&mut self, seq: u8, fingerprint: u64, now: Instant) -> Arrival {
-        if self.next.is_none() || self.next == Some(seq) {
+        let Some(next) = self.next else {
+            return self.arrive(seq, fingerprint, now);
+        };
+        if seq == next || (seq != 0 && seq.wrapping_sub(next) <= 127) {
             return self.arrive(seq, fingerprint, now);
         }
         self.restart(seq, fingerprint, now)
@@ -189,27 +217,71 @@ mod tests {
             peer.arrive(seq);
         }
         // It restarted at once, without a silence: its 0 is other bytes than the old 0, or
-        // comes later than a duplicate would.
-        assert_eq!(peer.seq.arrive(0, 7, peer.now), Arrival::Restart);
-        assert_eq!(peer.arrive(1), Arrival::InOrder);
-        peer.now += DUPLICATE_WITHIN * 2;
-        assert_eq!(
-            peer.arrive(1),
-            Arrival::Restart,
-            "the same bytes, but too late to be a copy"
-        );
+        // comes later than a duplicate would. The 1 after it says so.
+        assert_eq!(peer.seq.arrive(0, 7, peer.now), Arrival::Stale);
+        assert_eq!(peer.arrive(1), Arrival::Restart);
         assert_eq!(peer.arrive(2), Arrival::InOrder);
+        assert_eq!(peer.arrive(5), Arrival::Ahead { missing: 2 });
     }
 
     #[test]
-    fn after_a_silence_the_next_number_is_idleness_and_another_a_restart() {
+    fn a_late_copy_is_passed_on_and_restarts_nothing() {
+        let mut peer = Peer::new();
+        for seq in 0..=40 {
+            peer.arrive(seq);
+        }
+        peer.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(
+            peer.arrive(30),
+            Arrival::Stale,
+            "too late to be told a copy"
+        );
+        assert_eq!(peer.arrive(30), Arrival::Duplicate, "its own copy, at once");
+        assert_eq!(peer.arrive(41), Arrival::InOrder);
+        // Just behind the next, then the next: the far end went on, nothing restarted.
+        peer.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(peer.arrive(41), Arrival::Stale);
+        assert_eq!(peer.arrive(42), Arrival::InOrder);
+        // Before the first datagram seen: never the start of a restart.
+        let mut fresh = Peer::new();
+        assert_eq!(fresh.arrive(100), Arrival::First);
+        assert_eq!(fresh.arrive(50), Arrival::Stale);
+        assert_eq!(fresh.arrive(51), Arrival::Stale);
+        assert_eq!(fresh.arrive(101), Arrival::InOrder);
+    }
+
+    #[test]
+    fn over_128_lost_in_a_row_reads_as_a_restart() {
+        let mut peer = Peer::new();
+        for seq in 0..=200 {
+            peer.arrive(seq);
+        }
+        // 201 to 100 (156 datagrams, numbers wrapping) lost, in a moment: 101 is behind the
+        // next (201), seen through.
+        peer.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(peer.arrive(101), Arrival::Stale);
+        assert_eq!(peer.arrive(102), Arrival::Restart);
+    }
+
+    #[test]
+    fn after_a_silence_a_gap_ahead_is_loss_and_a_zero_or_behind_a_restart() {
         let mut peer = Peer::new();
         let now = peer.now;
         assert_eq!(peer.seq.arrive_after_silence(5, 5, now), Arrival::First);
         assert_eq!(peer.arrive(6), Arrival::InOrder);
         assert_eq!(peer.seq.arrive_after_silence(7, 7, now), Arrival::InOrder);
+        // The two sent during the silence were lost (keepalives on a lossy link).
+        assert_eq!(
+            peer.seq.arrive_after_silence(10, 10, now),
+            Arrival::Ahead { missing: 2 }
+        );
         assert_eq!(peer.seq.arrive_after_silence(0, 0, now), Arrival::Restart);
         assert_eq!(peer.arrive(1), Arrival::InOrder);
         assert_eq!(peer.arrive(1), Arrival::Duplicate);
+        for seq in 2..=20 {
+            peer.arrive(seq);
+        }
+        assert_eq!(peer.seq.arrive_after_silence(3, 3, now), Arrival::Restart);
+        assert_eq!(peer.arrive(4), Arrival::InOrder);
     }
 }

@@ -26,22 +26,24 @@ pub struct PeerCounters {
     pub lost: AtomicU64,
     /// Datagrams that came after a later one.
     pub reordered: AtomicU64,
-    /// Datagrams that came twice (the network duplicated them): dropped, frames and all.
+    /// Datagrams that came twice (the network duplicated them, or, sealed, someone replayed
+    /// them): dropped, frames and all.
     pub duplicates: AtomicU64,
     /// Datagrams or streams that were not cannelloni's format, or carried a frame vxbus
     /// refuses (each dropped whole).
     pub decode_errors: AtomicU64,
-    /// Sealed datagrams refused: another key, changed on the way, a replay, or not sealed.
+    /// Sealed datagrams refused: another key, changed on the way, a clock too far off, or not
+    /// sealed (a replay of an authentic one is in `duplicates`).
     pub auth_failures: AtomicU64,
     /// Frames not sent to this peer: its queue was full (a slow TCP peer), or sending failed.
     pub dropped: AtomicU64,
     /// TCP: connections made (a configured peer) or taken (a client), handshake or not.
     pub connects: AtomicU64,
     /// Times the link to this far end started afresh, the gap a restart leaves: over UDP, a
-    /// vxbus peer with a new id (sealed), or a datagram after [`SILENCE`](crate::udp) of
-    /// nothing whose sequence number is not the next (the peer restarted its numbering, or the
-    /// link was down that long; what was missed then is not in `lost`); over TCP, a configured
-    /// peer connected again after its connection ended.
+    /// sealed vxbus peer with a new id; a plain peer numbering afresh, or sending a 0 or a
+    /// number behind after [`SILENCE`](crate::udp) of nothing (what was missed then is not in
+    /// `lost`; the rules are in [`seq`](crate::seq)); over TCP, a configured peer connected
+    /// again after its connection ended.
     pub restarts: AtomicU64,
     /// TCP: connections that got through the handshake (a restart is one after the first).
     pub established: AtomicU64,

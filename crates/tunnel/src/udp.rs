@@ -33,7 +33,7 @@ use crate::{
 /// Events taken from one source before the pending datagrams go out: enough to batch under
 /// load, few enough that neither the bus nor the socket waits long for the other.
 const DRAIN: usize = 64;
-/// A peer silent this long may have restarted: its sequence numbers start afresh.
+/// A plain peer silent this long may have restarted: its sequence numbers may start afresh.
 const SILENCE: Duration = Duration::from_secs(2);
 /// The largest datagram taken (UDP's own limit): the buffer is fixed.
 const RECEIVE_BUFFER: usize = 65_536;
@@ -251,6 +251,7 @@ impl Udp {
         let peer = &mut self.peers[at];
         let opened;
         let mut restarted = false;
+        let sealed = self.sealer.is_some() && peer.vxbus;
         let bytes = match (&self.sealer, peer.vxbus) {
             (Some(sealer), true) => {
                 let checked = sealer.open(bytes).and_then(|opened| {
@@ -270,6 +271,15 @@ impl Udp {
                         opened = checked.plain;
                         &opened[..]
                     }
+                    Err(OpenError::Replay) => {
+                        // Authentic, and taken before: a copy, the network's or someone's.
+                        peer.counters.duplicates.fetch_add(1, Relaxed);
+                        tracing::debug!(
+                            "network {}: tunnel: dropped a copy of a datagram from {from}",
+                            self.shared.name
+                        );
+                        return;
+                    }
                     Err(err) => {
                         peer.counters.auth_failures.fetch_add(1, Relaxed);
                         self.error_log.warn(
@@ -284,7 +294,9 @@ impl Udp {
         };
         peer.counters.seen_now();
         PeerCounters::add(&peer.counters.rx_bytes, len);
-        let silent = peer.last_in.is_some_and(|last| now - last > SILENCE);
+        // A sealed peer's restart shows in its id; after a silence, its numbers only say what
+        // was lost meanwhile.
+        let silent = !sealed && peer.last_in.is_some_and(|last| now - last > SILENCE);
         peer.last_in = Some(now);
         if restarted {
             // A new run of the peer numbers its datagrams afresh.
