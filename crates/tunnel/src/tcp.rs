@@ -18,7 +18,10 @@
 use std::{
     collections::{hash_map::Entry, HashMap},
     net::SocketAddr,
-    sync::{atomic::Ordering::Relaxed, Arc},
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -622,6 +625,8 @@ async fn connection(
         }
         Ok(())
     };
+    // Frames taken off the queue and not yet written: dropped if the reader ends meanwhile.
+    let in_flight = AtomicUsize::new(0);
     let writing = async {
         let mut buf = BytesMut::new();
         while let Some(frame) = frames_out.recv().await {
@@ -634,6 +639,7 @@ async fn connection(
                 frame.encode(&mut buf);
                 count += 1;
             }
+            in_flight.store(count, Relaxed);
             let written = match &mut sealer {
                 Some(sealer) => {
                     let record = sealer.seal(&buf);
@@ -641,6 +647,7 @@ async fn connection(
                 }
                 None => write.write_all(&buf).await.map(|()| buf.len()),
             };
+            in_flight.store(0, Relaxed);
             match written {
                 Ok(bytes) => {
                     PeerCounters::add(&counters.tx_frames, count);
@@ -663,7 +670,7 @@ async fn connection(
     let _ = events.send(Event::Down { key }).await;
     // Frames queued for this connection and never written are dropped: counted.
     frames_out.close();
-    let mut unsent = 0;
+    let mut unsent = in_flight.load(Relaxed);
     while frames_out.try_recv().is_ok() {
         unsent += 1;
     }
