@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Plugins: the bundled logger records a bus's frames in a candump log under the host state
-# directory; its stderr lands in the daemon's log; it keeps no capability; killed, it is restarted
+# directory, or in pcapng that tshark reads back; its stderr lands in the daemon's log; it keeps no capability; killed, it is restarted
 # and serves its bus again. A plugin that refuses start, options its schema refuses, unknown and
 # path-like ids fail `docker network create` with a message and leave nothing behind. An external
 # plugin on a host socket gets start and stop with RemotiveBus's JSON; one that never answers
@@ -85,6 +85,34 @@ wait_until 10 "the 2 frames at the end of body.log" log_ends_with 2 "$(frames 2 
 expect_contains "$("$vxbus" settings logger)" "max_files = 2" "settings kept across the restart"
 ok "the logger serves its bus again after the daemon restarted; settings kept"
 
+step "plugin.format=pcapng: tshark reads every frame back, in order, with its id, flags and data"
+docker network create -d "$PLUGIN" -o plugin.driver=logger -o plugin.format=pcapng -o plugin.file=cap \
+  captured >/dev/null
+on_failure docker network rm captured
+cap_if=vxbn$(docker network inspect -f '{{.Id}}' captured | cut -c1-10)
+wait_until 10 "the logger to record $cap_if" bash -c "[[ -s $logs/cap.pcapng ]]"
+header=$(stat -c %s "$logs/cap.pcapng") # a section header and the interface's description
+# Sent on the bus's host side: the logger's socket there gets them as from any member.
+sent=$'123#DEAD\n12345678#0102030405060708\n7FF#R\n1A0##1'"$(printf '%02X' {1..12})"$'\n00F#'
+for f in $sent; do cansend "$cap_if" "$f"; done
+# A classic frame's packet block takes 48 bytes, an FD frame's 104. (tshark takes seconds to
+# start under emulation: it runs once the file is whole.) The logger flushes when the bus has
+# been quiet for 200 ms.
+whole() { (($(stat -c %s "$logs/cap.pcapng") == header + 4 * 48 + 104)); }
+wait_until 10 "the 5 packets in cap.pcapng ($header bytes before them)" whole
+pcap_frames() { # one line per packet: id (decimal), extended, remote (none for FD), length, data
+  tshark -r "$logs/cap.pcapng" -T fields -E separator=, -e can.id -e can.flags.xtd \
+    -e can.flags.rtr -e can.len -e data.data "$@"
+}
+expect_eq "$(pcap_frames 2>&1 | grep -v '^Running as user')" "$(printf '%s\n' 291,False,False,2,dead \
+  305419896,True,False,8,0102030405060708 2047,False,True,0, \
+  416,False,,12,0102030405060708090a0b0c 15,False,False,0,)" \
+  "what tshark reads from the pcapng file (id, extended, remote, length, data)"
+expect_contains "$(tshark -r "$logs/cap.pcapng" -V -Y frame.number==4 2>&1)" "FD Frame: True" \
+  "tshark's reading of the fourth packet"
+docker network rm captured >/dev/null
+ok "tshark reads the 5 frames (standard, extended, remote, FD, empty) from the pcapng file"
+
 step "docker network rm: the plugin is told to stop first; its vcan goes with the network"
 mark=$(log_mark)
 docker rm -f log-a log-b >/dev/null
@@ -105,7 +133,8 @@ refused() { # EXPECTED OPTIONS...: docker network create fails saying EXPECTED; 
 
 step "refusals: a plugin that refuses start, options its schema refuses, unknown and path-like ids"
 refused 'plugin logger: plugin.file `.hidden` is not allowed' -o plugin.driver=logger -o plugin.file=.hidden
-refused 'plugin.colour is not an item of plugin logger; its items: file' -o plugin.driver=logger -o plugin.colour=red
+refused 'plugin.colour is not an item of plugin logger; its items: file, format' -o plugin.driver=logger -o plugin.colour=red
+refused 'plugin.format: `xml` is not allowed' -o plugin.driver=logger -o plugin.format=xml
 refused "plugin.driver \`nosuch\`: no such plugin: not bundled (bundled: kvaser, kvaser-lin, logger) and no socket $sockets/nosuch" \
   -o plugin.driver=nosuch
 refused 'option `plugin.driver`: `../../usr/bin` is not allowed' -o plugin.driver=../../usr/bin

@@ -1,24 +1,26 @@
-//! `logger`, the bundled vxbus plugin that records a bus's traffic: one candump-format log file
-//! per network (what `candump -l` writes and `canplayer` replays), in the plugin's data
-//! directory under the host state directory, rotated by size. It is also the SDK's worked
-//! example: a [`BusPlugin`] with per-network options and plugin-wide settings it takes without
-//! a restart.
+//! `logger`, the bundled vxbus plugin that records a bus's traffic: one file per network, in
+//! candump log format (what `candump -l` writes and `canplayer` replays) or pcapng (what
+//! Wireshark opens), in the plugin's data directory under the host state directory, rotated by
+//! size. It is also the SDK's worked example: a [`BusPlugin`] with per-network options and
+//! plugin-wide settings it takes without a restart.
 //!
-//! Network options: `-o plugin.driver=logger [-o plugin.file=NAME]` (the file is
-//! `NAME.log`; default: the first 12 characters of the network id).
-//! Settings (`vxbus plugin set logger ITEM=VALUE`): `max_file_size` (bytes, default 10 MiB),
-//! `max_files` (files kept per network, the current one included, default 5).
+//! Network options: `-o plugin.driver=logger [-o plugin.file=NAME] [-o plugin.format=pcapng]`
+//! (the file is `NAME.log`, or `NAME.pcapng`; default NAME: the first 12 characters of the
+//! network id). Settings (`vxbus plugin set logger ITEM=VALUE`): `max_file_size` (bytes, default
+//! 10 MiB), `max_files` (files kept per network, the current one included, default 5).
+
+mod output;
 
 use std::{
     collections::HashMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
+use output::{Format, Output};
 use serde_json::{json, Map, Value};
-use socketcan::{tokio::CanFdSocket, CanAnyFrame, EmbeddedFrame, Frame, Id};
+use socketcan::tokio::CanFdSocket;
 use tokio::task::JoinHandle;
 use vxbus_sdk::{Bus, BusPlugin, Host, PluginInfo, Schema, INTERFACE_VERSION};
 
@@ -66,7 +68,12 @@ fn info() -> PluginInfo {
         interface: INTERFACE_VERSION.into(),
         config: schema(json!({
             "file": {"type": "string", "default": "", "length": 64, "displayName": "Log file name",
-                     "description": "name of the log file, without .log (default: the network id's first 12 characters)"}
+                     "description": "name of the log file, without .log or .pcapng (default: the network id's first 12 characters)",
+                     "order": 1},
+            "format": {"type": "enumeration", "options": Format::NAMES, "default": "candump",
+                       "displayName": "File format",
+                       "description": "candump (text, as candump -l writes) or pcapng (Wireshark, SocketCAN link type)",
+                       "order": 2}
         })),
         settings: schema(json!({
             "max_file_size": {"type": "integer", "default": "10485760", "minimum": 4096, "displayName": "Largest file",
@@ -86,11 +93,22 @@ impl BusPlugin for Logger {
         if name.contains('/') || name.starts_with('.') {
             return Err(format!("plugin.file `{name}` is not allowed: a file name without `/` that does not start with `.`"));
         }
+        let format_name = bus
+            .plugin
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let format = Format::from_name(format_name).ok_or_else(|| {
+            format!(
+                "plugin.format `{format_name}` is not allowed: one of {}",
+                Format::NAMES.join(", ")
+            )
+        })?;
         let dir = host.data_dir().map_err(|e| e.to_string())?;
-        let path = dir.join(format!("{name}.log"));
+        let path = dir.join(format!("{name}.{}", format.extension()));
         let socket = CanFdSocket::open(&bus.host_interface)
             .map_err(|e| format!("cannot open a CAN socket on {}: {e}", bus.host_interface))?;
-        let file = open_append(&path)?;
+        let (file, _) = Output::open(format, &path, &bus.host_interface)?;
         eprintln!(
             "network {}: recording {} to {}",
             bus.network_id,
@@ -101,7 +119,7 @@ impl BusPlugin for Logger {
         let limits = self.rotation.clone();
         let iface = bus.host_interface.clone();
         let task = tokio::spawn(async move {
-            if let Err(err) = record(socket, &iface, file, &path, &limits).await {
+            if let Err(err) = record(socket, &iface, format, file, &path, &limits).await {
                 eprintln!("recording {iface} to {}: {err}", path.display());
             }
         });
@@ -134,19 +152,11 @@ impl BusPlugin for Logger {
     }
 }
 
-fn open_append(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map(std::io::BufWriter::new)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
-}
-
 async fn record(
     socket: CanFdSocket,
     iface: &str,
-    mut file: std::io::BufWriter<std::fs::File>,
+    format: Format,
+    mut file: Output,
     path: &PathBuf,
     limits: &Mutex<Rotation>,
 ) -> Result<(), String> {
@@ -161,16 +171,16 @@ async fn record(
                 }
                 Ok(frame) => frame.map_err(|e| format!("reading {iface}: {e}"))?,
             };
-        let line = candump_line(SystemTime::now(), iface, &frame);
+        let now = SystemTime::now();
         let r = *limits.lock().unwrap();
-        if size > 0 && size + line.len() as u64 > r.max_file_size {
+        if size > 0 && size + file.record_len(now, iface, &frame) > r.max_file_size {
             file.flush().map_err(|e| e.to_string())?;
             rotate(path, r.max_files).map_err(|e| format!("rotating {}: {e}", path.display()))?;
-            file = open_append(path)?;
-            size = 0;
+            let (fresh, header) = Output::open(format, path, iface)?;
+            file = fresh;
+            size = header;
         }
-        file.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-        size += line.len() as u64;
+        size += file.write(now, iface, &frame)?;
     }
 }
 
@@ -189,40 +199,6 @@ fn rotate(path: &Path, max_files: u32) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-/// One line of a candump log: `(SECONDS.MICROS) IFACE ID#DATA`, FD frames as `ID##FLAGSDATA`,
-/// remote requests as `ID#R`.
-fn candump_line(when: SystemTime, iface: &str, frame: &CanAnyFrame) -> String {
-    let since = when
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let id = |id: Id| match id {
-        Id::Standard(id) => format!("{:03X}", id.as_raw()),
-        Id::Extended(id) => format!("{:08X}", id.as_raw()),
-    };
-    let hex = |data: &[u8]| data.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let body = match frame {
-        CanAnyFrame::Normal(f) => format!("{}#{}", id(f.id()), hex(f.data())),
-        CanAnyFrame::Remote(f) => format!("{}#R", id(f.id())),
-        CanAnyFrame::Error(f) => format!("{:08X}#{}", f.raw_id() | libc_err_flag(), hex(f.data())),
-        CanAnyFrame::Fd(f) => format!(
-            "{}##{:X}{}",
-            id(f.id()),
-            f.flags().bits() & 0x0f,
-            hex(f.data())
-        ),
-    };
-    format!(
-        "({}.{:06}) {iface} {body}\n",
-        since.as_secs(),
-        since.subsec_micros()
-    )
-}
-
-/// CAN_ERR_FLAG: marks an error frame's id in a log line.
-fn libc_err_flag() -> u32 {
-    0x2000_0000
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     vxbus_sdk::run(info(), Logger::default()).await
@@ -231,34 +207,6 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use socketcan::{CanDataFrame, CanFdFrame, CanRemoteFrame, ExtendedId, StandardId};
-
-    #[test]
-    fn lines_are_candump_logs() {
-        let when = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
-        let std_id = StandardId::new(0x123).unwrap();
-        let classic = CanAnyFrame::Normal(CanDataFrame::new(std_id, &[0xde, 0xad]).unwrap());
-        assert_eq!(
-            candump_line(when, "vxbn0", &classic),
-            "(1700000000.123456) vxbn0 123#DEAD\n"
-        );
-        let ext =
-            CanAnyFrame::Normal(CanDataFrame::new(ExtendedId::new(0x1A0).unwrap(), &[]).unwrap());
-        assert_eq!(
-            candump_line(when, "h", &ext),
-            "(1700000000.123456) h 000001A0#\n"
-        );
-        let rtr = CanAnyFrame::Remote(CanRemoteFrame::new_remote(std_id, 2).unwrap());
-        assert_eq!(
-            candump_line(when, "h", &rtr),
-            "(1700000000.123456) h 123#R\n"
-        );
-        let fd = CanAnyFrame::Fd(CanFdFrame::new(std_id, &[1; 12]).unwrap());
-        assert_eq!(
-            candump_line(when, "h", &fd),
-            format!("(1700000000.123456) h 123##4{}\n", "01".repeat(12))
-        );
-    }
 
     #[test]
     fn rotation_keeps_max_files() {

@@ -1,0 +1,345 @@
+//! The logger's file formats: candump log lines (what `candump -l` writes and `canplayer`
+//! replays) and pcapng with the SocketCAN link type (what Wireshark and tshark open), each
+//! frame encoded as one record.
+//!
+//! Owns: the bytes of each format. Must not touch sockets, settings or rotation (the recorder
+//! in `main.rs` decides when a file ends; [`Output::open`] starts each file whole).
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    io::{BufWriter, Write},
+    path::Path,
+    time::{Duration, SystemTime},
+};
+
+use pcap_file::{
+    pcapng::{
+        blocks::{
+            enhanced_packet::EnhancedPacketBlock,
+            interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+        },
+        PcapNgWriter,
+    },
+    DataLink,
+};
+use socketcan::{CanAnyFrame, EmbeddedFrame, Frame, Id};
+
+/// The file format a network's frames are recorded in (`-o plugin.format=...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Candump,
+    Pcapng,
+}
+
+impl Format {
+    /// The values `plugin.format` takes, in the schema's order.
+    pub const NAMES: [&'static str; 2] = ["candump", "pcapng"];
+
+    /// The format named `name`; the empty name is the default, candump.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "" | "candump" => Some(Format::Candump),
+            "pcapng" => Some(Format::Pcapng),
+            _ => None,
+        }
+    }
+
+    /// The file name's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Candump => "log",
+            Format::Pcapng => "pcapng",
+        }
+    }
+}
+
+/// One open recording file.
+pub enum Output {
+    Candump(BufWriter<File>),
+    Pcapng(PcapNgWriter<BufWriter<File>>),
+}
+
+/// The SocketCAN link type's header before the payload: CAN id with its flags (big-endian), the
+/// payload length, the FD flags, two reserved bytes.
+const SOCKETCAN_HEADER: usize = 8;
+/// Payload bytes kept per frame: what a capture on a SocketCAN interface keeps (the kernel's
+/// `struct can_frame` and `struct canfd_frame`), so that readers that tell FD frames by their
+/// length (72 bytes) read them too.
+const CLASSIC_PAYLOAD: usize = 8;
+const FD_PAYLOAD: usize = 64;
+/// The FD flags byte's CANFD_FDF: set on every FD frame.
+const CANFD_FDF: u8 = 0x04;
+/// CAN_ERR_FLAG: marks an error frame's id.
+const CAN_ERR_FLAG: u32 = 0x2000_0000;
+/// CAN_RTR_FLAG: marks a remote request's id.
+const CAN_RTR_FLAG: u32 = 0x4000_0000;
+/// CAN_EFF_FLAG: marks an extended (29-bit) id.
+const CAN_EFF_FLAG: u32 = 0x8000_0000;
+
+impl Output {
+    /// Opens `path` for appending in `format`; a pcapng file gets a section header and the
+    /// interface `iface` first, so each run of the logger appends a whole section that readers
+    /// take on its own. Returns the bytes written.
+    pub fn open(format: Format, path: &Path, iface: &str) -> Result<(Output, u64), String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(BufWriter::new)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match format {
+            Format::Candump => Ok((Output::Candump(file), 0)),
+            Format::Pcapng => {
+                let failed = |e: pcap_file::PcapError| format!("writing {}: {e}", path.display());
+                let mut writer = PcapNgWriter::new(file).map_err(failed)?;
+                let interface = InterfaceDescriptionBlock {
+                    linktype: DataLink::CAN_SOCKETCAN,
+                    snaplen: (SOCKETCAN_HEADER + FD_PAYLOAD) as u32,
+                    options: vec![
+                        InterfaceDescriptionOption::IfName(Cow::Owned(iface.to_owned())),
+                        // 10^-6 s: microseconds, pcapng's default, said outright.
+                        InterfaceDescriptionOption::IfTsResol(6),
+                    ],
+                };
+                let header = writer.write_pcapng_block(interface).map_err(failed)?;
+                // The section header block's 28 bytes (no options) came first.
+                Ok((Output::Pcapng(writer), 28 + header as u64))
+            }
+        }
+    }
+
+    /// Writes `frame`, seen at `when` on `iface`; returns the bytes written.
+    pub fn write(
+        &mut self,
+        when: SystemTime,
+        iface: &str,
+        frame: &CanAnyFrame,
+    ) -> Result<u64, String> {
+        match self {
+            Output::Candump(file) => {
+                let line = candump_line(when, iface, frame);
+                file.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+                Ok(line.len() as u64)
+            }
+            Output::Pcapng(writer) => {
+                let since = when
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let data = socketcan_packet(frame);
+                let block = EnhancedPacketBlock {
+                    interface_id: 0,
+                    // pcap-file writes the Duration's nanosecond count as the block's count of
+                    // time units, which the interface declares microseconds (if_tsresol 6): so
+                    // the count of microseconds goes in as nanoseconds.
+                    timestamp: Duration::from_nanos(since.as_micros() as u64),
+                    original_len: data.len() as u32,
+                    data: Cow::Owned(data),
+                    options: vec![],
+                };
+                let written = writer
+                    .write_pcapng_block(block)
+                    .map_err(|e| e.to_string())?;
+                Ok(written as u64)
+            }
+        }
+    }
+
+    /// The bytes one record of `frame` takes, before it is written (for rotation by size).
+    pub fn record_len(&self, when: SystemTime, iface: &str, frame: &CanAnyFrame) -> u64 {
+        match self {
+            Output::Candump(_) => candump_line(when, iface, frame).len() as u64,
+            // Block type, two lengths, interface, timestamp, two lengths: 32 bytes around the
+            // packet (16 or 72 bytes, a multiple of 4: no padding).
+            Output::Pcapng(_) => 32 + socketcan_packet(frame).len() as u64,
+        }
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Candump(file) => file.flush(),
+            Output::Pcapng(writer) => writer.get_mut().flush(),
+        }
+    }
+}
+
+/// One line of a candump log: `(SECONDS.MICROS) IFACE ID#DATA`, FD frames as `ID##FLAGSDATA`,
+/// remote requests as `ID#R`.
+pub fn candump_line(when: SystemTime, iface: &str, frame: &CanAnyFrame) -> String {
+    let since = when
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let id = |id: Id| match id {
+        Id::Standard(id) => format!("{:03X}", id.as_raw()),
+        Id::Extended(id) => format!("{:08X}", id.as_raw()),
+    };
+    let hex = |data: &[u8]| data.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    let body = match frame {
+        CanAnyFrame::Normal(f) => format!("{}#{}", id(f.id()), hex(f.data())),
+        CanAnyFrame::Remote(f) => format!("{}#R", id(f.id())),
+        CanAnyFrame::Error(f) => format!("{:08X}#{}", f.raw_id() | CAN_ERR_FLAG, hex(f.data())),
+        CanAnyFrame::Fd(f) => format!(
+            "{}##{:X}{}",
+            id(f.id()),
+            f.flags().bits() & 0x0f,
+            hex(f.data())
+        ),
+    };
+    format!(
+        "({}.{:06}) {iface} {body}\n",
+        since.as_secs(),
+        since.subsec_micros()
+    )
+}
+
+/// A frame as the SocketCAN link type carries it (LINKTYPE_CAN_SOCKETCAN, 227): the id with
+/// its EFF/RTR/ERR flags in network byte order, the payload length, the FD flags (CANFD_FDF on
+/// every FD frame), two reserved bytes, then the payload padded to 8 or 64 bytes.
+pub fn socketcan_packet(frame: &CanAnyFrame) -> Vec<u8> {
+    let id_word = |id: Id| match id {
+        Id::Standard(id) => u32::from(id.as_raw()),
+        Id::Extended(id) => id.as_raw() | CAN_EFF_FLAG,
+    };
+    let (word, len, fd_flags, data, payload): (u32, usize, u8, &[u8], usize) = match frame {
+        CanAnyFrame::Normal(f) => (
+            id_word(f.id()),
+            f.data().len(),
+            0,
+            f.data(),
+            CLASSIC_PAYLOAD,
+        ),
+        CanAnyFrame::Remote(f) => (
+            id_word(f.id()) | CAN_RTR_FLAG,
+            f.dlc(),
+            0,
+            &[],
+            CLASSIC_PAYLOAD,
+        ),
+        CanAnyFrame::Error(f) => (
+            f.raw_id() | CAN_ERR_FLAG,
+            f.data().len(),
+            0,
+            f.data(),
+            CLASSIC_PAYLOAD,
+        ),
+        CanAnyFrame::Fd(f) => (
+            id_word(f.id()),
+            f.data().len(),
+            f.flags().bits() | CANFD_FDF,
+            f.data(),
+            FD_PAYLOAD,
+        ),
+    };
+    let mut packet = Vec::with_capacity(SOCKETCAN_HEADER + payload);
+    packet.extend_from_slice(&word.to_be_bytes());
+    packet.push(len as u8);
+    packet.extend_from_slice(&[fd_flags, 0, 0]);
+    packet.extend_from_slice(data);
+    packet.resize(SOCKETCAN_HEADER + payload, 0);
+    packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    use socketcan::{CanDataFrame, CanFdFrame, CanRemoteFrame, ExtendedId, StandardId};
+
+    fn std_id(id: u16) -> StandardId {
+        StandardId::new(id).unwrap()
+    }
+
+    #[test]
+    fn lines_are_candump_logs() {
+        let when = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let std_id = StandardId::new(0x123).unwrap();
+        let classic = CanAnyFrame::Normal(CanDataFrame::new(std_id, &[0xde, 0xad]).unwrap());
+        assert_eq!(
+            candump_line(when, "vxbn0", &classic),
+            "(1700000000.123456) vxbn0 123#DEAD\n"
+        );
+        let ext =
+            CanAnyFrame::Normal(CanDataFrame::new(ExtendedId::new(0x1A0).unwrap(), &[]).unwrap());
+        assert_eq!(
+            candump_line(when, "h", &ext),
+            "(1700000000.123456) h 000001A0#\n"
+        );
+        let rtr = CanAnyFrame::Remote(CanRemoteFrame::new_remote(std_id, 2).unwrap());
+        assert_eq!(
+            candump_line(when, "h", &rtr),
+            "(1700000000.123456) h 123#R\n"
+        );
+        let fd = CanAnyFrame::Fd(CanFdFrame::new(std_id, &[1; 12]).unwrap());
+        assert_eq!(
+            candump_line(when, "h", &fd),
+            format!("(1700000000.123456) h 123##4{}\n", "01".repeat(12))
+        );
+    }
+
+    #[test]
+    fn packets_are_the_socketcan_link_types() {
+        let classic = CanAnyFrame::Normal(CanDataFrame::new(std_id(0x123), &[0xde, 0xad]).unwrap());
+        let mut want = vec![0, 0, 0x01, 0x23, 2, 0, 0, 0, 0xde, 0xad];
+        want.resize(16, 0);
+        assert_eq!(socketcan_packet(&classic), want);
+        let ext = CanDataFrame::new(ExtendedId::new(0x1234567).unwrap(), &[1]).unwrap();
+        assert_eq!(
+            socketcan_packet(&CanAnyFrame::Normal(ext))[..9],
+            [0x81, 0x23, 0x45, 0x67, 1, 0, 0, 0, 1]
+        );
+        let rtr = CanAnyFrame::Remote(CanRemoteFrame::new_remote(std_id(0x7ff), 3).unwrap());
+        assert_eq!(
+            socketcan_packet(&rtr)[..8],
+            [0x40, 0, 0x07, 0xff, 3, 0, 0, 0]
+        );
+        let fd = CanAnyFrame::Fd(CanFdFrame::new(std_id(0x10), &[7; 12]).unwrap());
+        let packet = socketcan_packet(&fd);
+        assert_eq!(
+            packet.len(),
+            72,
+            "an FD frame takes a canfd_frame's 72 bytes"
+        );
+        assert_eq!(packet[..8], [0, 0, 0, 0x10, 12, CANFD_FDF, 0, 0]);
+        assert_eq!(packet[8..20], [7; 12]);
+    }
+
+    #[test]
+    fn a_pcapng_file_has_a_section_per_open_and_microsecond_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.pcapng");
+        let when = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let frame = CanAnyFrame::Normal(CanDataFrame::new(std_id(0x42), &[1, 2, 3]).unwrap());
+        let mut written = 0;
+        for _ in 0..2 {
+            let (mut out, header) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
+            let expected = out.record_len(when, "vxbn0", &frame);
+            let record = out.write(when, "vxbn0", &frame).unwrap();
+            assert_eq!(record, expected);
+            out.flush().unwrap();
+            written += header + record;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, written, "the sizes the recorder counts");
+        let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+        let (mut packets, mut sections) = (0, 1);
+        while let Some(block) = reader.next_block() {
+            match block.unwrap() {
+                Block::SectionHeader(_) => sections += 1,
+                Block::InterfaceDescription(idb) => {
+                    assert_eq!(idb.linktype, DataLink::CAN_SOCKETCAN);
+                    assert!(idb
+                        .options
+                        .contains(&InterfaceDescriptionOption::IfTsResol(6)));
+                }
+                Block::EnhancedPacket(epb) => {
+                    // The reader hands the raw unit count back as nanoseconds: microseconds.
+                    assert_eq!(epb.timestamp.as_nanos(), 1_700_000_000_123_456);
+                    assert_eq!(epb.data[..11], [0, 0, 0, 0x42, 3, 0, 0, 0, 1, 2, 3]);
+                    packets += 1;
+                }
+                other => panic!("unexpected block {other:?}"),
+            }
+        }
+        assert_eq!((sections, packets), (2, 2));
+    }
+}
