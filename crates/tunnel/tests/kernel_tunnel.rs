@@ -440,7 +440,19 @@ async fn sealed_udp_between_vxbus_hosts_and_plain_to_leaves() {
         decode_datagram(&buf[..len]).is_err(),
         "sealed is not plain cannelloni"
     );
-    // A and B have learned each other's ids by now (each answers the other's first datagram).
+    // Each learns the other's id from the other's first datagram it opens (B may have started
+    // after A's first one went out): frames go to a sealed peer only once it has been heard.
+    let heard_each_other = || {
+        peer(&a.stats(), "127.0.0.1:21302").rx_bytes > 0
+            && peer(&b.stats(), "127.0.0.1:21301").rx_bytes > 0
+    };
+    for _ in 0..50 {
+        if heard_each_other() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(heard_each_other(), "A and B heard from each other within 5 s");
     sender_a
         .write_frame(&classic(0x123, &[0x5e]))
         .await
