@@ -452,7 +452,10 @@ async fn sealed_udp_between_vxbus_hosts_and_plain_to_leaves() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(heard_each_other(), "A and B heard from each other within 5 s");
+    assert!(
+        heard_each_other(),
+        "A and B heard from each other within 5 s"
+    );
     sender_a
         .write_frame(&classic(0x123, &[0x5e]))
         .await
