@@ -6,11 +6,15 @@
 //!   is counted late instead. A datagram held back more than 127 behind its successors reads as
 //!   a jump ahead.
 //! - The same bytes under the same number within [`DUPLICATE_WITHIN`] are a network duplicate.
-//! - A number already seen through that is neither is passed on uncounted, and is the first of
-//!   a far end numbering afresh (a restart) if the very next datagram follows it. A burst of
-//!   129 to 255 datagrams lost reads the same way, as a restart.
+//! - A number already seen through that is neither (nor a copy, at any age, of what came under
+//!   it) is passed on uncounted, and is the first of a far end numbering afresh (a restart) if
+//!   the very next datagram follows it. A burst of 128 to 255 datagrams lost reads the same
+//!   way, as a restart.
 //! - After a silence, a plain peer's 0, or a number behind, is a restart at once (cannelloni and
 //!   vxbus number from 0); a number ahead counts the skipped ones lost.
+//! - A far end that restarts and sends the very bytes of its last run under the same numbers
+//!   (the same frames in the same datagrams) is not told from late copies: its frames go on,
+//!   no restart is counted.
 //!
 //! Owns: the arithmetic. Must not touch sockets or counters' storage.
 
@@ -56,9 +60,10 @@ pub struct SeqTracker {
     span: u8,
     /// By number: when a datagram with it last came, and a fingerprint of its bytes.
     recent: Box<[(Option<Instant>, u64); 256]>,
-    /// The last datagram's number, if it was [`Arrival::Stale`] though seen through: a
-    /// restart, if the next one follows it.
-    suspect: Option<u8>,
+    /// The last datagram, if it was [`Arrival::Stale`] though seen through and not a copy of
+    /// what came under its number: its number, fingerprint and arrival. A restart, if the next
+    /// one follows it.
+    suspect: Option<(u8, u64, Instant)>,
 }
 
 impl Default for SeqTracker {
@@ -86,9 +91,20 @@ impl SeqTracker {
             self.span = 1;
             return Arrival::First;
         };
-        if let Some(suspect) = self.suspect.take() {
-            if seq == suspect.wrapping_add(1) && seq != next {
-                return self.restart(seq, fingerprint, now);
+        if let Some((suspect, suspect_print, suspect_at)) = self.suspect.take() {
+            let copy_of_seen = self.recent[usize::from(seq)].1 == fingerprint;
+            if seq == suspect.wrapping_add(1)
+                && seq != next
+                && !self.is_missing(next, seq)
+                && !copy_of_seen
+            {
+                // The far end goes on from the suspect: it numbers afresh. The suspect is the
+                // new run's first datagram (so that a copy of it is told as one).
+                self.reset();
+                self.take(suspect, suspect_print, suspect_at);
+                self.span = 1;
+                self.arrive(seq, fingerprint, now);
+                return Arrival::Restart;
             }
         }
         // Half the number space ahead counts as ahead, the other half as behind.
@@ -119,8 +135,10 @@ impl SeqTracker {
                 } else if copy {
                     Arrival::Duplicate
                 } else {
-                    if behind <= self.span {
-                        self.suspect = Some(seq);
+                    // Not a copy of what came under its number, at any age (a late copy of one
+                    // seen through restarts nothing).
+                    if behind <= self.span && seen != fingerprint {
+                        self.suspect = Some((seq, fingerprint, now));
                     }
                     // A copy of this one soon after is told as such.
                     self.recent[usize::from(seq)] = (Some(now), fingerprint);
@@ -147,6 +165,14 @@ impl SeqTracker {
         self.reset();
         self.arrive(seq, fingerprint, now);
         Arrival::Restart
+    }
+
+    /// Whether `seq`, behind `next`, is counted missing.
+    fn is_missing(&self, next: u8, seq: u8) -> bool {
+        match next.wrapping_sub(seq) {
+            behind @ 1..=128 => self.missing & (1u128 << (behind - 1)) != 0,
+            _ => false,
+        }
     }
 
     fn take(&mut self, seq: u8, fingerprint: u64, now: Instant) {
@@ -216,12 +242,25 @@ mod tests {
         for seq in 0..=40 {
             peer.arrive(seq);
         }
-        // It restarted at once, without a silence: its 0 is other bytes than the old 0, or
-        // comes later than a duplicate would. The 1 after it says so.
-        assert_eq!(peer.seq.arrive(0, 7, peer.now), Arrival::Stale);
-        assert_eq!(peer.arrive(1), Arrival::Restart);
-        assert_eq!(peer.arrive(2), Arrival::InOrder);
-        assert_eq!(peer.arrive(5), Arrival::Ahead { missing: 2 });
+        // It restarted at once, without a silence: its 0 and 1 are other bytes than the old
+        // ones (other frames). The 1 after the 0 says so.
+        assert_eq!(peer.seq.arrive(0, 1000, peer.now), Arrival::Stale);
+        assert_eq!(peer.seq.arrive(1, 1001, peer.now), Arrival::Restart);
+        assert_eq!(peer.seq.arrive(2, 1002, peer.now), Arrival::InOrder);
+        assert_eq!(
+            peer.seq.arrive(5, 1005, peer.now),
+            Arrival::Ahead { missing: 2 }
+        );
+        // A run that sends the very bytes of the old one under the same numbers (the same
+        // frames, in the same datagrams) is not told from late copies: nothing restarts, the
+        // frames go on.
+        let mut same = Peer::new();
+        for seq in 0..=40 {
+            same.arrive(seq);
+        }
+        same.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(same.arrive(0), Arrival::Stale);
+        assert_eq!(same.arrive(1), Arrival::Stale);
     }
 
     #[test]
@@ -251,6 +290,44 @@ mod tests {
     }
 
     #[test]
+    fn late_copies_in_a_row_restart_nothing() {
+        let mut peer = Peer::new();
+        for seq in 0..=40 {
+            peer.arrive(seq);
+        }
+        peer.now += DUPLICATE_WITHIN * 2;
+        assert_eq!(peer.arrive(30), Arrival::Stale);
+        assert_eq!(
+            peer.arrive(31),
+            Arrival::Stale,
+            "a late copy too, not a restart"
+        );
+        assert_eq!(peer.arrive(41), Arrival::InOrder, "nothing counted lost");
+        // A number counted missing that follows a suspect is late, not a restart.
+        assert_eq!(peer.arrive(44), Arrival::Ahead { missing: 2 });
+        assert_eq!(peer.seq.arrive(20, 99, peer.now), Arrival::Stale);
+        assert_eq!(
+            peer.arrive(21),
+            Arrival::Stale,
+            "seen through, its own bytes"
+        );
+        assert_eq!(peer.seq.arrive(42, 99, peer.now), Arrival::Late);
+    }
+
+    #[test]
+    fn a_restarts_first_datagram_is_known_for_its_copies() {
+        let mut peer = Peer::new();
+        for seq in 0..=40 {
+            peer.arrive(seq);
+        }
+        // Its datagrams carry other frames than the old run's under the same numbers.
+        assert_eq!(peer.seq.arrive(0, 1000, peer.now), Arrival::Stale);
+        assert_eq!(peer.seq.arrive(1, 1001, peer.now), Arrival::Restart);
+        assert_eq!(peer.seq.arrive(0, 1000, peer.now), Arrival::Duplicate);
+        assert_eq!(peer.seq.arrive(2, 1002, peer.now), Arrival::InOrder);
+    }
+
+    #[test]
     fn over_128_lost_in_a_row_reads_as_a_restart() {
         let mut peer = Peer::new();
         for seq in 0..=200 {
@@ -259,8 +336,9 @@ mod tests {
         // 201 to 100 (156 datagrams, numbers wrapping) lost, in a moment: 101 is behind the
         // next (201), seen through.
         peer.now += DUPLICATE_WITHIN * 2;
-        assert_eq!(peer.arrive(101), Arrival::Stale);
-        assert_eq!(peer.arrive(102), Arrival::Restart);
+        assert_eq!(peer.seq.arrive(101, 1101, peer.now), Arrival::Stale);
+        assert_eq!(peer.seq.arrive(102, 1102, peer.now), Arrival::Restart);
+        assert_eq!(peer.seq.arrive(103, 1103, peer.now), Arrival::InOrder);
     }
 
     #[test]

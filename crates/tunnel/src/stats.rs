@@ -27,7 +27,8 @@ pub struct PeerCounters {
     /// Datagrams that came after a later one.
     pub reordered: AtomicU64,
     /// Datagrams that came twice (the network duplicated them, or, sealed, someone replayed
-    /// them): dropped, frames and all.
+    /// them, or a sealed one came later than its sender's replay window): dropped, frames and
+    /// all.
     pub duplicates: AtomicU64,
     /// Datagrams or streams that were not cannelloni's format, or carried a frame vxbus
     /// refuses (each dropped whole).
@@ -40,10 +41,11 @@ pub struct PeerCounters {
     /// TCP: connections made (a configured peer) or taken (a client), handshake or not.
     pub connects: AtomicU64,
     /// Times the link to this far end started afresh, the gap a restart leaves: over UDP, a
-    /// sealed vxbus peer with a new id; a plain peer numbering afresh, or sending a 0 or a
-    /// number behind after [`SILENCE`](crate::udp) of nothing (what was missed then is not in
-    /// `lost`; the rules are in [`seq`](crate::seq)); over TCP, a configured peer connected
-    /// again after its connection ended.
+    /// sealed vxbus peer with a new id; a peer numbering afresh (or 128 datagrams or more lost
+    /// in a row, which reads the same), or a plain peer sending a 0 or a number behind after
+    /// [`SILENCE`](crate::udp) of nothing (what was missed then is not in `lost`; the rules
+    /// are in [`seq`](crate::seq)); over TCP, a configured peer connected again after its
+    /// connection ended.
     pub restarts: AtomicU64,
     /// TCP: connections that got through the handshake (a restart is one after the first).
     pub established: AtomicU64,

@@ -272,11 +272,15 @@ impl Udp {
                         &opened[..]
                     }
                     Err(OpenError::Replay) => {
-                        // Authentic, and taken before: a copy, the network's or someone's.
+                        // Authentic, and taken before (or older than the replay window): a
+                        // copy, the network's or someone's.
                         peer.counters.duplicates.fetch_add(1, Relaxed);
-                        tracing::debug!(
-                            "network {}: tunnel: dropped a copy of a datagram from {from}",
-                            self.shared.name
+                        self.error_log.warn(
+                            &self.shared.name,
+                            format_args!(
+                                "dropped a copy of a datagram from peer {from} (duplicated by \
+                                 the network, or replayed)"
+                            ),
                         );
                         return;
                     }
@@ -360,7 +364,11 @@ impl Udp {
         let now = Instant::now();
         for at in 0..self.peers.len() {
             let peer = &self.peers[at];
-            let due = peer.last_out.is_none_or(|last| now - last >= KEEPALIVE);
+            // `last_out` is taken when a datagram leaves, a little after its tick: a quarter
+            // of the period's slack keeps one a second (without it, often one each two).
+            let due = peer
+                .last_out
+                .is_none_or(|last| now - last >= KEEPALIVE * 3 / 4);
             if peer.vxbus && peer.since.is_none() && due {
                 self.send(at).await;
             }
