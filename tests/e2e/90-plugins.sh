@@ -86,6 +86,7 @@ expect_contains "$("$vxbus" settings logger)" "max_files = 2" "settings kept acr
 ok "the logger serves its bus again after the daemon restarted; settings kept"
 
 step "plugin.format=pcapng: tshark reads every frame back, in order, with its id, flags and data"
+rm -f "$logs/cap.pcapng" # the sizes below are of a file this run starts
 docker network create -d "$PLUGIN" -o plugin.driver=logger -o plugin.format=pcapng -o plugin.file=cap \
   captured >/dev/null
 on_failure docker network rm captured

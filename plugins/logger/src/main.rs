@@ -77,7 +77,7 @@ fn info() -> PluginInfo {
         })),
         settings: schema(json!({
             "max_file_size": {"type": "integer", "default": "10485760", "minimum": 4096, "displayName": "Largest file",
-                              "description": "bytes after which a log file is rotated (NAME.log becomes NAME.log.1)", "order": 1},
+                              "description": "bytes after which a file is rotated (NAME.log becomes NAME.log.1, NAME.pcapng NAME.pcapng.1)", "order": 1},
             "max_files": {"type": "integer", "default": "5", "minimum": 1, "maximum": 100, "displayName": "Files kept",
                           "description": "log files kept per network, the current one included", "order": 2}
         })),

@@ -57,7 +57,13 @@ impl Format {
 /// One open recording file.
 pub enum Output {
     Candump(BufWriter<File>),
-    Pcapng(PcapNgWriter<BufWriter<File>>),
+    /// Each block is encoded whole into the encoder's vector, then written to the file in one
+    /// piece: the buffered file then only ever ends between blocks, also when the logger is
+    /// killed.
+    Pcapng {
+        encoder: PcapNgWriter<Vec<u8>>,
+        file: BufWriter<File>,
+    },
 }
 
 /// The SocketCAN link type's header before the payload: CAN id with its flags (big-endian), the
@@ -80,9 +86,20 @@ const CAN_EFF_FLAG: u32 = 0x8000_0000;
 impl Output {
     /// Opens `path` for appending in `format`; a pcapng file gets a section header and the
     /// interface `iface` first, so each run of the logger appends a whole section that readers
-    /// take on its own. Returns the bytes written.
+    /// take on its own (after cutting off a block the last run left half written). Returns the
+    /// bytes written, on disk already.
     pub fn open(format: Format, path: &Path, iface: &str) -> Result<(Output, u64), String> {
-        let file = std::fs::OpenOptions::new()
+        if format == Format::Pcapng {
+            match trim_partial_block(path) {
+                Ok(0) => {}
+                Ok(cut) => eprintln!(
+                    "{}: cut off {cut} bytes of an unfinished block",
+                    path.display()
+                ),
+                Err(err) => return Err(format!("reading {}: {err}", path.display())),
+            }
+        }
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
@@ -92,7 +109,7 @@ impl Output {
             Format::Candump => Ok((Output::Candump(file), 0)),
             Format::Pcapng => {
                 let failed = |e: pcap_file::PcapError| format!("writing {}: {e}", path.display());
-                let mut writer = PcapNgWriter::new(file).map_err(failed)?;
+                let mut encoder = PcapNgWriter::new(Vec::new()).map_err(failed)?;
                 let interface = InterfaceDescriptionBlock {
                     linktype: DataLink::CAN_SOCKETCAN,
                     snaplen: (SOCKETCAN_HEADER + FD_PAYLOAD) as u32,
@@ -102,9 +119,14 @@ impl Output {
                         InterfaceDescriptionOption::IfTsResol(6),
                     ],
                 };
-                let header = writer.write_pcapng_block(interface).map_err(failed)?;
-                // The section header block's 28 bytes (no options) came first.
-                Ok((Output::Pcapng(writer), 28 + header as u64))
+                encoder.write_pcapng_block(interface).map_err(failed)?;
+                let header = encoder.get_mut();
+                let written = header.len() as u64;
+                file.write_all(header)
+                    .and_then(|()| file.flush())
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                header.clear();
+                Ok((Output::Pcapng { encoder, file }, written))
             }
         }
     }
@@ -122,7 +144,7 @@ impl Output {
                 file.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
                 Ok(line.len() as u64)
             }
-            Output::Pcapng(writer) => {
+            Output::Pcapng { encoder, file } => {
                 let since = when
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default();
@@ -137,10 +159,14 @@ impl Output {
                     data: Cow::Owned(data),
                     options: vec![],
                 };
-                let written = writer
+                encoder
                     .write_pcapng_block(block)
                     .map_err(|e| e.to_string())?;
-                Ok(written as u64)
+                let bytes = encoder.get_mut();
+                file.write_all(bytes).map_err(|e| e.to_string())?;
+                let written = bytes.len() as u64;
+                bytes.clear();
+                Ok(written)
             }
         }
     }
@@ -151,16 +177,63 @@ impl Output {
             Output::Candump(_) => candump_line(when, iface, frame).len() as u64,
             // Block type, two lengths, interface, timestamp, two lengths: 32 bytes around the
             // packet (16 or 72 bytes, a multiple of 4: no padding).
-            Output::Pcapng(_) => 32 + socketcan_packet(frame).len() as u64,
+            Output::Pcapng { .. } => 32 + socketcan_packet(frame).len() as u64,
         }
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Output::Candump(file) => file.flush(),
-            Output::Pcapng(writer) => writer.get_mut().flush(),
+            Output::Pcapng { file, .. } => file.flush(),
         }
     }
+}
+
+/// Cuts off the end of the pcapng file at `path` if it is a block cut short (a logger killed
+/// while writing): the blocks before it are walked by their lengths, in each section's byte
+/// order. A file that is not pcapng, or whose blocks do not add up before its end, is left as it
+/// is. Returns the bytes cut off.
+fn trim_partial_block(path: &Path) -> std::io::Result<u64> {
+    /// A section header block's type, the same in either byte order.
+    const SECTION_HEADER: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+    const LITTLE_ENDIAN_MAGIC: [u8; 4] = [0x4d, 0x3c, 0x2b, 0x1a];
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let (mut at, mut little) = (0usize, true);
+    while at < bytes.len() {
+        let Some(head) = bytes.get(at..at + 12) else {
+            break; // not even a block's head: cut short
+        };
+        if head[..4] == SECTION_HEADER {
+            little = head[8..12] == LITTLE_ENDIAN_MAGIC;
+        } else if at == 0 {
+            return Ok(0); // not pcapng: not ours to cut
+        }
+        let length = [head[4], head[5], head[6], head[7]];
+        let length = if little {
+            u32::from_le_bytes(length)
+        } else {
+            u32::from_be_bytes(length)
+        } as usize;
+        if length < 12 || length % 4 != 0 {
+            return Ok(0); // damaged before its end: left alone
+        }
+        if at + length > bytes.len() {
+            break; // the last block, cut short
+        }
+        at += length;
+    }
+    if at == 0 || at == bytes.len() {
+        return Ok(0);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(at as u64)?;
+    Ok((bytes.len() - at) as u64)
 }
 
 /// One line of a candump log: `(SECONDS.MICROS) IFACE ID#DATA`, FD frames as `ID##FLAGSDATA`,
@@ -341,5 +414,41 @@ mod tests {
             }
         }
         assert_eq!((sections, packets), (2, 2));
+    }
+
+    #[test]
+    fn a_block_left_half_written_is_cut_off_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.pcapng");
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let frame = CanAnyFrame::Normal(CanDataFrame::new(std_id(0x42), &[1]).unwrap());
+        let (mut out, _) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
+        out.write(when, "vxbn0", &frame).unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let whole = std::fs::read(&path).unwrap();
+        // A killed logger left 20 bytes of its next block.
+        let mut cut = whole.clone();
+        cut.extend_from_slice(&whole[whole.len() - 48..whole.len() - 28]);
+        std::fs::write(&path, &cut).unwrap();
+        assert_eq!(trim_partial_block(&path).unwrap(), 20);
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        assert_eq!(trim_partial_block(&path).unwrap(), 0, "whole blocks stay");
+        // The next open appends a readable section after the whole blocks.
+        let (mut out, _) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
+        out.write(when, "vxbn0", &frame).unwrap();
+        out.flush().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut blocks = 0;
+        while let Some(block) = reader.next_block() {
+            block.unwrap();
+            blocks += 1;
+        }
+        assert_eq!(blocks, 5, "interface, packet, section, interface, packet");
+        // Not pcapng: left alone.
+        std::fs::write(&path, b"(1700000000.000000) vxbn0 123#00\n").unwrap();
+        assert_eq!(trim_partial_block(&path).unwrap(), 0);
+        assert_eq!(trim_partial_block(&dir.path().join("none")).unwrap(), 0);
     }
 }
