@@ -199,6 +199,15 @@ mod tests {
             }
         }
 
+        /// A peer that has had `0..=last`, in order.
+        fn through(last: u8) -> Peer {
+            let mut peer = Peer::new();
+            for seq in 0..=last {
+                peer.arrive(seq);
+            }
+            peer
+        }
+
         fn arrive(&mut self, seq: u8) -> Arrival {
             self.seq.arrive(seq, u64::from(seq), self.now)
         }
@@ -238,10 +247,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_numbers_afresh_while_sending_restarts_the_count() {
-        let mut peer = Peer::new();
-        for seq in 0..=40 {
-            peer.arrive(seq);
-        }
+        let mut peer = Peer::through(40);
         // It restarted at once, without a silence: its 0 and 1 are other bytes than the old
         // ones (other frames). The 1 after the 0 says so.
         assert_eq!(peer.seq.arrive(0, 1000, peer.now), Arrival::Stale);
@@ -254,10 +260,7 @@ mod tests {
         // A run that sends the very bytes of the old one under the same numbers (the same
         // frames, in the same datagrams) is not told from late copies: nothing restarts, the
         // frames go on.
-        let mut same = Peer::new();
-        for seq in 0..=40 {
-            same.arrive(seq);
-        }
+        let mut same = Peer::through(40);
         same.now += DUPLICATE_WITHIN * 2;
         assert_eq!(same.arrive(0), Arrival::Stale);
         assert_eq!(same.arrive(1), Arrival::Stale);
@@ -265,10 +268,7 @@ mod tests {
 
     #[test]
     fn a_late_copy_is_passed_on_and_restarts_nothing() {
-        let mut peer = Peer::new();
-        for seq in 0..=40 {
-            peer.arrive(seq);
-        }
+        let mut peer = Peer::through(40);
         peer.now += DUPLICATE_WITHIN * 2;
         assert_eq!(
             peer.arrive(30),
@@ -291,10 +291,7 @@ mod tests {
 
     #[test]
     fn late_copies_in_a_row_restart_nothing() {
-        let mut peer = Peer::new();
-        for seq in 0..=40 {
-            peer.arrive(seq);
-        }
+        let mut peer = Peer::through(40);
         peer.now += DUPLICATE_WITHIN * 2;
         assert_eq!(peer.arrive(30), Arrival::Stale);
         assert_eq!(
@@ -316,10 +313,7 @@ mod tests {
 
     #[test]
     fn a_restarts_first_datagram_is_known_for_its_copies() {
-        let mut peer = Peer::new();
-        for seq in 0..=40 {
-            peer.arrive(seq);
-        }
+        let mut peer = Peer::through(40);
         // Its datagrams carry other frames than the old run's under the same numbers.
         assert_eq!(peer.seq.arrive(0, 1000, peer.now), Arrival::Stale);
         assert_eq!(peer.seq.arrive(1, 1001, peer.now), Arrival::Restart);
@@ -329,10 +323,7 @@ mod tests {
 
     #[test]
     fn over_128_lost_in_a_row_reads_as_a_restart() {
-        let mut peer = Peer::new();
-        for seq in 0..=200 {
-            peer.arrive(seq);
-        }
+        let mut peer = Peer::through(200);
         // 201 to 100 (156 datagrams, numbers wrapping) lost, in a moment: 101 is behind the
         // next (201), seen through.
         peer.now += DUPLICATE_WITHIN * 2;
