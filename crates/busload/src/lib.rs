@@ -1,12 +1,14 @@
-//! # vxbus-busload: a frame's length on the wire, as canbusload counts it
+//! # vxbus-busload: a frame's length on the wire, and a bus's load, as canbusload counts them
 //!
 //! A virtual bus has no bit rate, but the teams that use vxbus size their real buses by load:
 //! the share of each second the frames would keep a physical bus at its declared bit rate busy.
-//! This crate counts a frame's bits the way can-utils' `canbusload` counts them, so that vxbus
-//! and `canbusload` agree on the same traffic, in canbusload's three modes ([`Stuffing`]).
+//! This crate counts a frame's bits the way can-utils' `canbusload` counts them
+//! ([`frame_bits`], in canbusload's three modes: [`Stuffing`]), and turns the bits of an
+//! interval into its load as canbusload does ([`load_percent`]), so that vxbus and
+//! `canbusload` agree on the same traffic.
 //!
 //! The figures are can-utils 2023.03's (Debian's package in the test VM), recorded one frame at
-//! a time in each mode; the unit tests below hold them. Where that canbusload counts nothing
+//! a time in each mode, and over seconds of cangen's traffic; the unit tests below hold them. Where that canbusload counts nothing
 //! (CAN FD frames in its exact mode), vxbus counts the frame as its default mode does.
 //!
 //! Owns: that arithmetic (pure functions). Must not touch: sockets or the kernel; the caller
@@ -50,6 +52,34 @@ pub struct Bits {
     pub total: u32,
     /// Of those, the bits sent at the data bit rate (a CAN FD frame with BRS; else 0).
     pub data_phase: u32,
+}
+
+impl std::ops::AddAssign for Bits {
+    fn add_assign(&mut self, other: Bits) {
+        self.total = self.total.saturating_add(other.total);
+        self.data_phase = self.data_phase.saturating_add(other.data_phase);
+    }
+}
+
+/// The bit rates a bus declares: the nominal (arbitration) rate, and the data phase's for CAN
+/// FD frames with BRS (the nominal one when none is declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitRates {
+    pub nominal: u32,
+    pub data: Option<u32>,
+}
+
+/// The share of `seconds` that frames of `bits` keep a bus at `rates` busy, in percent:
+/// canbusload's formula (data-phase bits at the data rate, the rest at the nominal one), not
+/// rounded down to a whole percent as canbusload prints it. 0 for a zero rate or interval.
+pub fn load_percent(bits: Bits, rates: BitRates, seconds: f64) -> f64 {
+    let nominal = f64::from(rates.nominal);
+    let data = rates.data.map_or(nominal, f64::from);
+    if nominal <= 0.0 || data <= 0.0 || seconds <= 0.0 {
+        return 0.0;
+    }
+    let arbitration = f64::from(bits.total.saturating_sub(bits.data_phase));
+    (arbitration / nominal + f64::from(bits.data_phase) / data) / seconds * 100.0
 }
 
 /// The bits `frame` takes on the wire, stuff bits counted as `stuffing` says.
@@ -238,6 +268,46 @@ mod tests {
                 "{text}: data phase"
             );
         }
+    }
+
+    #[test]
+    fn load_is_canbusloads() {
+        // One second of cangen's traffic as canbusload 2023.03 summed and printed it, at
+        // 500 kbit/s with a 2 Mbit/s data phase: bits, data-phase bits, the % it printed.
+        let rates = BitRates {
+            nominal: 500_000,
+            data: Some(2_000_000),
+        };
+        for (total, data_phase, printed) in [(66690, 63935, 3), (66690, 0, 13), (11658, 0, 2)] {
+            let bits = Bits { total, data_phase };
+            let load = load_percent(bits, rates, 1.0);
+            assert_eq!(load.floor() as u32, printed, "{bits:?}: {load}");
+        }
+        // 95 frames of 64 bytes with BRS, summed here, are the first of those seconds.
+        let mut sum = Bits::default();
+        for _ in 0..95 {
+            sum += frame_bits(
+                Frame::Fd {
+                    id: 0x123,
+                    len: 64,
+                    brs: true,
+                },
+                Stuffing::WorstCase,
+            );
+        }
+        assert_eq!(
+            sum,
+            Bits {
+                total: 66690,
+                data_phase: 63935
+            }
+        );
+        assert_eq!(load_percent(sum, rates, 0.0), 0.0);
+        let nominal_only = BitRates {
+            nominal: 500_000,
+            data: None,
+        };
+        assert!((load_percent(sum, nominal_only, 2.0) - 6.669).abs() < 1e-9);
     }
 
     #[test]
