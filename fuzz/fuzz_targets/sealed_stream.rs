@@ -6,13 +6,17 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
-use vxbus_tunnel::seal::{Key, RecordCodec, StreamHandshake, MAX_RECORD};
+use vxbus_tunnel::seal::{Key, OwnIds, RecordCodec, StreamHandshake, MAX_RECORD};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&step, input)) = data.split_first() else { return };
     let step = usize::from(step).max(1);
     let key = Key::from_hex(&"5a".repeat(32)).expect("a valid key");
-    let (mut ours, mut theirs) = (StreamHandshake::new(&key), StreamHandshake::new(&key));
+    // Two hosts: each side's ids are its own tunnel's.
+    let (mut ours, mut theirs) = (
+        StreamHandshake::new(&key, &OwnIds::default()),
+        StreamHandshake::new(&key, &OwnIds::default()),
+    );
     let (our_hello, their_hello) = (ours.hello(), theirs.hello());
     let Ok((_, mut opener)) = ours.take_hello(&their_hello[2..]) else {
         panic!("a fresh hello opens")

@@ -248,10 +248,10 @@ fn record(sealer: &mut Sealer, from: u64, to: u64, plain: &[u8]) -> Vec<u8> {
 /// played again gets no further, as its player cannot seal that record.
 pub struct StreamHandshake {
     key: Key,
-    mine: u64,
+    /// This side's id, held among the tunnel's own until the connection ends.
+    mine: OwnId,
     /// Seals the hello and then every record, so the counters rise along the stream.
     sealer: Sealer,
-    own: OwnIds,
 }
 
 /// The connection ids of one tunnel's sealed TCP connections, handshaking or open: a hello
@@ -265,35 +265,43 @@ impl OwnIds {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl Drop for StreamHandshake {
-    fn drop(&mut self) {
-        self.own.lock().remove(&self.mine);
+    /// A fresh id, among the own ones until the returned holder is dropped.
+    fn claim(&self) -> OwnId {
+        let id = new_id();
+        self.lock().insert(id);
+        OwnId {
+            ids: self.clone(),
+            id,
+        }
     }
 }
 
-impl Drop for StreamSealer {
+/// One connection's id among its tunnel's [`OwnIds`]; dropping it (the handshake failed, or the
+/// connection ended) forgets the id.
+struct OwnId {
+    ids: OwnIds,
+    id: u64,
+}
+
+impl Drop for OwnId {
     fn drop(&mut self) {
-        self.own.lock().remove(&self.mine);
+        self.ids.lock().remove(&self.id);
     }
 }
 
 impl StreamHandshake {
     pub fn new(key: &Key, own: &OwnIds) -> StreamHandshake {
-        let mine = new_id();
-        own.lock().insert(mine);
         StreamHandshake {
             key: key.clone(),
-            mine,
+            mine: own.claim(),
             sealer: Sealer::new(key),
-            own: own.clone(),
         }
     }
 
     /// This side's hello record.
     pub fn hello(&mut self) -> Vec<u8> {
-        record(&mut self.sealer, self.mine, NO_ONE, &[])
+        record(&mut self.sealer, self.mine.id, NO_ONE, &[])
     }
 
     /// Takes the other side's hello record (without its length): the two halves of the
@@ -303,47 +311,39 @@ impl StreamHandshake {
         if opened.to != NO_ONE || !opened.plain.is_empty() || opened.from == NO_ONE {
             return Err(OpenError::NotForUs);
         }
-        if self.own.lock().contains(&opened.from) {
+        if self.mine.ids.lock().contains(&opened.from) {
             // Our own hello, played back to us, or crossed over from another of our
             // connections.
             return Err(OpenError::NotForUs);
         }
-        let (mine, theirs) = (self.mine, opened.from);
-        let opener = Sealer::new(&self.key);
-        // The id now belongs to the sealer (whose drop forgets it), not to the handshake.
-        let mut this = std::mem::ManuallyDrop::new(self);
-        let fresh = Sealer::new(&this.key);
-        let sealer = std::mem::replace(&mut this.sealer, fresh);
-        let own = std::mem::take(&mut this.own);
-        Ok((
-            StreamSealer {
-                sealer,
-                mine,
-                theirs,
-                own,
-            },
-            StreamOpener {
-                opener,
-                mine,
-                theirs,
-                last: opened.counter,
-            },
-        ))
+        let theirs = opened.from;
+        let opener = StreamOpener {
+            opener: Sealer::new(&self.key),
+            mine: self.mine.id,
+            theirs,
+            last: opened.counter,
+        };
+        // The id now belongs to the sealer, whose drop forgets it.
+        let sealer = StreamSealer {
+            sealer: self.sealer,
+            mine: self.mine,
+            theirs,
+        };
+        Ok((sealer, opener))
     }
 }
 
 /// Seals what one side of a TCP connection writes.
 pub struct StreamSealer {
     sealer: Sealer,
-    mine: u64,
+    mine: OwnId,
     theirs: u64,
-    own: OwnIds,
 }
 
 impl StreamSealer {
     /// `plain` (frames in cannelloni's stream format) as a record.
     pub fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
-        record(&mut self.sealer, self.mine, self.theirs, plain)
+        record(&mut self.sealer, self.mine.id, self.theirs, plain)
     }
 }
 
