@@ -171,16 +171,17 @@ async fn record(
                 }
                 Ok(frame) => frame.map_err(|e| format!("reading {iface}: {e}"))?,
             };
-        let now = SystemTime::now();
+        let record = file.encode(SystemTime::now(), iface, &frame)?;
         let r = *limits.lock().unwrap();
-        if size > 0 && size + file.record_len(now, iface, &frame) > r.max_file_size {
+        if size > 0 && size + record.len() as u64 > r.max_file_size {
             file.flush().map_err(|e| e.to_string())?;
             rotate(path, r.max_files).map_err(|e| format!("rotating {}: {e}", path.display()))?;
             let (fresh, header) = Output::open(format, path, iface)?;
             file = fresh;
             size = header;
         }
-        size += file.write(now, iface, &frame)?;
+        file.append(&record).map_err(|e| e.to_string())?;
+        size += record.len() as u64;
     }
 }
 

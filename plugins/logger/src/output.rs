@@ -131,20 +131,18 @@ impl Output {
         }
     }
 
-    /// Writes `frame`, seen at `when` on `iface`; returns the bytes written.
-    pub fn write(
+    /// `frame`, seen at `when` on `iface`, as one record of this file's format: encoded once,
+    /// so that rotation can weigh it before it is [appended](Output::append) (to this file or
+    /// the next one of the same format).
+    pub fn encode(
         &mut self,
         when: SystemTime,
         iface: &str,
         frame: &CanAnyFrame,
-    ) -> Result<u64, String> {
+    ) -> Result<Vec<u8>, String> {
         match self {
-            Output::Candump(file) => {
-                let line = candump_line(when, iface, frame);
-                file.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
-                Ok(line.len() as u64)
-            }
-            Output::Pcapng { encoder, file } => {
+            Output::Candump(_) => Ok(candump_line(when, iface, frame).into_bytes()),
+            Output::Pcapng { encoder, .. } => {
                 let since = when
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default();
@@ -162,22 +160,15 @@ impl Output {
                 encoder
                     .write_pcapng_block(block)
                     .map_err(|e| e.to_string())?;
-                let bytes = encoder.get_mut();
-                file.write_all(bytes).map_err(|e| e.to_string())?;
-                let written = bytes.len() as u64;
-                bytes.clear();
-                Ok(written)
+                Ok(std::mem::take(encoder.get_mut()))
             }
         }
     }
 
-    /// The bytes one record of `frame` takes, before it is written (for rotation by size).
-    pub fn record_len(&self, when: SystemTime, iface: &str, frame: &CanAnyFrame) -> u64 {
+    /// Appends a record from [`encode`](Output::encode), in one piece.
+    pub fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
         match self {
-            Output::Candump(_) => candump_line(when, iface, frame).len() as u64,
-            // Block type, two lengths, interface, timestamp, two lengths: 32 bytes around the
-            // packet (16 or 72 bytes, a multiple of 4: no padding).
-            Output::Pcapng { .. } => 32 + socketcan_packet(frame).len() as u64,
+            Output::Candump(file) | Output::Pcapng { file, .. } => file.write_all(record),
         }
     }
 
@@ -385,11 +376,11 @@ mod tests {
         let mut written = 0;
         for _ in 0..2 {
             let (mut out, header) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
-            let expected = out.record_len(when, "vxbn0", &frame);
-            let record = out.write(when, "vxbn0", &frame).unwrap();
-            assert_eq!(record, expected);
+            let record = out.encode(when, "vxbn0", &frame).unwrap();
+            assert_eq!(record.len(), 48, "a classic frame's packet block");
+            out.append(&record).unwrap();
             out.flush().unwrap();
-            written += header + record;
+            written += header + record.len() as u64;
         }
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len() as u64, written, "the sizes the recorder counts");
@@ -423,7 +414,8 @@ mod tests {
         let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let frame = CanAnyFrame::Normal(CanDataFrame::new(std_id(0x42), &[1]).unwrap());
         let (mut out, _) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
-        out.write(when, "vxbn0", &frame).unwrap();
+        let record = out.encode(when, "vxbn0", &frame).unwrap();
+        out.append(&record).unwrap();
         out.flush().unwrap();
         drop(out);
         let whole = std::fs::read(&path).unwrap();
@@ -436,7 +428,8 @@ mod tests {
         assert_eq!(trim_partial_block(&path).unwrap(), 0, "whole blocks stay");
         // The next open appends a readable section after the whole blocks.
         let (mut out, _) = Output::open(Format::Pcapng, &path, "vxbn0").unwrap();
-        out.write(when, "vxbn0", &frame).unwrap();
+        let record = out.encode(when, "vxbn0", &frame).unwrap();
+        out.append(&record).unwrap();
         out.flush().unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
