@@ -100,11 +100,9 @@ impl SeqTracker {
             {
                 // The far end goes on from the suspect: it numbers afresh. The suspect is the
                 // new run's first datagram (so that a copy of it is told as one).
-                self.reset();
-                self.take(suspect, suspect_print, suspect_at);
-                self.span = 1;
+                let restarted = self.restart(suspect, suspect_print, suspect_at);
                 self.arrive(seq, fingerprint, now);
-                return Arrival::Restart;
+                return restarted;
             }
         }
         // Half the number space ahead counts as ahead, the other half as behind.
