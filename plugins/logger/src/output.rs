@@ -23,7 +23,10 @@ use pcap_file::{
     },
     DataLink,
 };
-use socketcan::{CanAnyFrame, EmbeddedFrame, Frame, Id};
+use socketcan::{
+    frame::{FdFlags, CAN_ERR_FLAG},
+    CanAnyFrame, EmbeddedFrame, Frame, Id,
+};
 
 /// The file format a network's frames are recorded in (`-o plugin.format=...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +77,6 @@ const SOCKETCAN_HEADER: usize = 8;
 /// length (72 bytes) read them too.
 const CLASSIC_PAYLOAD: usize = 8;
 const FD_PAYLOAD: usize = 64;
-/// The FD flags byte's CANFD_FDF: set on every FD frame.
-const CANFD_FDF: u8 = 0x04;
-/// CAN_ERR_FLAG: marks an error frame's id.
-const CAN_ERR_FLAG: u32 = 0x2000_0000;
-/// CAN_RTR_FLAG: marks a remote request's id.
-const CAN_RTR_FLAG: u32 = 0x4000_0000;
-/// CAN_EFF_FLAG: marks an extended (29-bit) id.
-const CAN_EFF_FLAG: u32 = 0x8000_0000;
 
 impl Output {
     /// Opens `path` for appending in `format`; a pcapng file gets a section header and the
@@ -260,40 +255,19 @@ pub fn candump_line(when: SystemTime, iface: &str, frame: &CanAnyFrame) -> Strin
 /// its EFF/RTR/ERR flags in network byte order, the payload length, the FD flags (CANFD_FDF on
 /// every FD frame), two reserved bytes, then the payload padded to 8 or 64 bytes.
 pub fn socketcan_packet(frame: &CanAnyFrame) -> Vec<u8> {
-    let id_word = |id: Id| match id {
-        Id::Standard(id) => u32::from(id.as_raw()),
-        Id::Extended(id) => id.as_raw() | CAN_EFF_FLAG,
-    };
-    let (word, len, fd_flags, data, payload): (u32, usize, u8, &[u8], usize) = match frame {
-        CanAnyFrame::Normal(f) => (
-            id_word(f.id()),
-            f.data().len(),
-            0,
-            f.data(),
-            CLASSIC_PAYLOAD,
-        ),
-        CanAnyFrame::Remote(f) => (
-            id_word(f.id()) | CAN_RTR_FLAG,
-            f.dlc(),
-            0,
-            &[],
-            CLASSIC_PAYLOAD,
-        ),
-        CanAnyFrame::Error(f) => (
-            f.raw_id() | CAN_ERR_FLAG,
-            f.data().len(),
-            0,
-            f.data(),
-            CLASSIC_PAYLOAD,
-        ),
+    // The id word is the kernel's can_id as socketcan keeps it, flags and all.
+    let (len, fd_flags, data, payload): (usize, u8, &[u8], usize) = match frame {
+        CanAnyFrame::Normal(f) => (f.data().len(), 0, f.data(), CLASSIC_PAYLOAD),
+        CanAnyFrame::Remote(f) => (f.dlc(), 0, &[], CLASSIC_PAYLOAD),
+        CanAnyFrame::Error(f) => (f.data().len(), 0, f.data(), CLASSIC_PAYLOAD),
         CanAnyFrame::Fd(f) => (
-            id_word(f.id()),
             f.data().len(),
-            f.flags().bits() | CANFD_FDF,
+            (f.flags() | FdFlags::FDF).bits(),
             f.data(),
             FD_PAYLOAD,
         ),
     };
+    let word = frame.id_word();
     let mut packet = Vec::with_capacity(SOCKETCAN_HEADER + payload);
     packet.extend_from_slice(&word.to_be_bytes());
     packet.push(len as u8);
@@ -363,7 +337,7 @@ mod tests {
             72,
             "an FD frame takes a canfd_frame's 72 bytes"
         );
-        assert_eq!(packet[..8], [0, 0, 0, 0x10, 12, CANFD_FDF, 0, 0]);
+        assert_eq!(packet[..8], [0, 0, 0, 0x10, 12, FdFlags::FDF.bits(), 0, 0]);
         assert_eq!(packet[8..20], [7; 12]);
     }
 
