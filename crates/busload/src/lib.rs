@@ -8,8 +8,9 @@
 //! `canbusload` agree on the same traffic.
 //!
 //! The figures are can-utils 2023.03's (Debian's package in the test VM), recorded one frame at
-//! a time in each mode, and over seconds of cangen's traffic; the unit tests below hold them. Where that canbusload counts nothing
-//! (CAN FD frames in its exact mode), vxbus counts the frame as its default mode does.
+//! a time in each mode, and over seconds of cangen's traffic; the unit tests below hold them.
+//! Where that canbusload counts nothing (CAN FD frames in its exact mode), vxbus counts the
+//! frame as its default mode does.
 //!
 //! Owns: that arithmetic (pure functions). Must not touch: sockets or the kernel; the caller
 //! hands it what it read.
