@@ -38,6 +38,23 @@ pub struct Link {
     pub up: bool,
     /// A CAN controller's bit rate, if it reports one.
     pub can_bitrate: Option<u32>,
+    /// The kernel's frame counters of the link (`ip -s link`), if it reports them.
+    pub counters: Option<LinkCounters>,
+}
+
+/// A link's counters as the kernel keeps them (IFLA_STATS64), seen from the link: `rx` is what
+/// arrived on it, `tx` what was sent out of it. On a vxcan end, what one end sends the other
+/// receives; on a CAN link a packet is a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames that arrived and were dropped before any socket saw them (a full backlog).
+    pub rx_dropped: u64,
+    /// Frames the link could not send (no peer, a full queue).
+    pub tx_dropped: u64,
 }
 
 impl Link {
@@ -49,10 +66,21 @@ impl Link {
             is_can: message.header.link_layer_type == LinkLayerType::Can,
             up: message.header.flags.contains(LinkFlags::Up),
             can_bitrate: None,
+            counters: None,
         };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name.clone(),
+                LinkAttribute::Stats64(stats) => {
+                    link.counters = Some(LinkCounters {
+                        rx_packets: stats.rx_packets,
+                        rx_bytes: stats.rx_bytes,
+                        tx_packets: stats.tx_packets,
+                        tx_bytes: stats.tx_bytes,
+                        rx_dropped: stats.rx_dropped,
+                        tx_dropped: stats.tx_dropped,
+                    })
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {

@@ -13,7 +13,7 @@ use std::{
 };
 
 /// How frames cross to the peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// cannelloni's UDP datagrams: one socket, datagrams to and from the configured peers only.

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::Transport;
 
@@ -96,7 +96,7 @@ pub struct TunnelCounters {
 }
 
 /// Where a far end comes from: `tunnel.peers`, `tunnel.leaves`, or a TCP client that connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerRole {
     Peer,
@@ -114,7 +114,7 @@ impl From<crate::spec::FarEnd> for PeerRole {
 }
 
 /// One peer's counters, read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerStats {
     pub address: String,
     pub role: PeerRole,
@@ -180,7 +180,7 @@ impl PeerStats {
 }
 
 /// A tunnel's counters, read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TunnelStats {
     pub transport: Transport,
     pub listen: Option<String>,

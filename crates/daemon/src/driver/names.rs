@@ -127,6 +127,7 @@ mod tests {
             is_can: true,
             up: true,
             can_bitrate: None,
+            counters: None,
         };
         assert!(is_ours_by_name(&link("vxbh3f2a9c81d0", "vxcan")));
         assert!(is_ours_by_name(&link("vxbc3f2a9c81d0", "vxcan")));
