@@ -28,6 +28,7 @@ use vxbus_sdk::PluginId;
 
 use crate::{
     driver::{Change, Driver},
+    stats::{Report, Stats},
     supervisor::Supervisor,
 };
 use vxbus_tunnel::spec::{parse_address, FarEnd};
@@ -70,6 +71,18 @@ pub enum Command {
     },
     /// Networks, plugins and tunnels at once (with --json, for scripts).
     Status,
+    /// What each bus carries: its members' frames and bytes each way and their drops, the bus's
+    /// frames per second and its load in % of its bit rate (of NETWORK, or all).
+    Stats {
+        network: Option<String>,
+        /// Print again every SECONDS until interrupted (with --json, one JSON line each time).
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        #[serde(skip)]
+        watch: Option<u64>,
+    },
+    /// A live view of every bus (load, frames per second, drops), refreshed each second; q quits.
+    #[serde(skip)]
+    Top,
 }
 
 /// `vxbus tunnel ...`. NETWORK is a network's name (looked up with the docker CLI), its id, or
@@ -102,7 +115,12 @@ pub const MAX_REQUEST: u64 = 64 * 1024;
 pub const REQUEST_TIME: Duration = Duration::from_secs(5);
 
 /// Serves the control socket at `path` until the process ends.
-pub fn serve(path: &Path, driver: Arc<Driver>, plugins: Arc<Supervisor>) -> anyhow::Result<()> {
+pub fn serve(
+    path: &Path,
+    driver: Arc<Driver>,
+    plugins: Arc<Supervisor>,
+    stats: Stats,
+) -> anyhow::Result<()> {
     // Settings may hold secrets, and changing them is an administrator's act: root only, from
     // the moment the socket exists.
     let listener = crate::daemon::bind(path, "control socket", Some(0o600))?;
@@ -117,9 +135,9 @@ pub fn serve(path: &Path, driver: Arc<Driver>, plugins: Arc<Supervisor>) -> anyh
                     continue;
                 }
             };
-            let (driver, plugins) = (driver.clone(), plugins.clone());
+            let (driver, plugins, stats) = (driver.clone(), plugins.clone(), stats.clone());
             tokio::spawn(async move {
-                if let Err(err) = answer(stream, &driver, &plugins).await {
+                if let Err(err) = answer(stream, &driver, &plugins, &stats).await {
                     tracing::warn!("control socket: {err:#}");
                 }
             });
@@ -132,6 +150,7 @@ async fn answer(
     stream: UnixStream,
     driver: &Driver,
     plugins: &Arc<Supervisor>,
+    stats: &Stats,
 ) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -145,7 +164,7 @@ async fn answer(
     } else {
         match serde_json::from_str::<Command>(&line) {
             Err(err) => Err(format!("not a control request: {err}")),
-            Ok(command) => run(command, driver, plugins).await,
+            Ok(command) => run(command, driver, plugins, stats).await,
         }
     };
     let answer = match result {
@@ -160,8 +179,20 @@ async fn run(
     command: Command,
     driver: &Driver,
     plugins: &Arc<Supervisor>,
+    stats: &Stats,
 ) -> Result<Value, String> {
     match command {
+        Command::Stats { network, .. } => {
+            let mut report = (*stats.latest()).clone();
+            if let Some(given) = network {
+                report.buses.retain(|id, _| id.starts_with(&given));
+                if report.buses.is_empty() {
+                    return Err(format!("no vxbus network `{given}`"));
+                }
+            }
+            Ok(json(&report))
+        }
+        Command::Top => Err("`top` runs on the host side, not in the daemon".to_owned()),
         Command::Networks => Ok(json(&driver.networks().await)),
         Command::Plugins => Ok(json(&plugins.report())),
         Command::Settings { plugin } => plugins
@@ -248,37 +279,26 @@ fn json<T: Serialize>(answer: &T) -> Value {
 /// The host side: sends `command` to the daemon on `socket` and prints the answer for a person
 /// (or as JSON).
 pub async fn client(socket: &Path, mut command: Command, as_json: bool) -> anyhow::Result<()> {
-    if let Command::Tunnel { action } = &mut command {
-        match action {
+    match &mut command {
+        Command::Top => return crate::watch::top(socket).await,
+        Command::Stats { network, watch } => {
+            let network = match network {
+                Some(given) => Some(network_id(given).await?),
+                None => None,
+            };
+            return crate::watch::stats(socket, network, *watch, as_json).await;
+        }
+        Command::Tunnel { action } => match action {
             TunnelAction::List {
                 network: Some(network),
             }
             | TunnelAction::Add { network, .. }
             | TunnelAction::Remove { network, .. } => *network = network_id(network).await?,
             TunnelAction::List { network: None } => {}
-        }
+        },
+        _ => {}
     }
-    let stream = UnixStream::connect(socket).await.with_context(|| {
-        format!(
-            "connecting to {} (is the vxbus plugin enabled, and is this its state directory?)",
-            socket.display()
-        )
-    })?;
-    let (read, mut write) = stream.into_split();
-    write
-        .write_all(format!("{}\n", serde_json::to_string(&command)?).as_bytes())
-        .await?;
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    let answer: Value = serde_json::from_str(&line)
-        .with_context(|| format!("the daemon answered `{}`", line.trim()))?;
-    if let Some(error) = answer.get("error").and_then(Value::as_str) {
-        bail!("{error}");
-    }
-    let value = answer
-        .get("ok")
-        .cloned()
-        .ok_or_else(|| anyhow!("the daemon answered `{}`", line.trim()))?;
+    let value = ask(socket, &command).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -287,10 +307,48 @@ pub async fn client(socket: &Path, mut command: Command, as_json: bool) -> anyho
     Ok(())
 }
 
+/// Sends `command` to the daemon on `socket`; its answer, or its error.
+pub async fn ask(socket: &Path, command: &Command) -> anyhow::Result<Value> {
+    let stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "connecting to {} (is the vxbus plugin enabled, and is this its state directory?)",
+            socket.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(format!("{}\n", serde_json::to_string(command)?).as_bytes())
+        .await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let answer: Value = serde_json::from_str(&line)
+        .with_context(|| format!("the daemon answered `{}`", line.trim()))?;
+    if let Some(error) = answer.get("error").and_then(Value::as_str) {
+        bail!("{error}");
+    }
+    answer
+        .get("ok")
+        .cloned()
+        .ok_or_else(|| anyhow!("the daemon answered `{}`", line.trim()))
+}
+
+/// The daemon's latest [`Report`], of `network` or all.
+pub async fn ask_stats(socket: &Path, network: Option<String>) -> anyhow::Result<Report> {
+    let value = ask(
+        socket,
+        &Command::Stats {
+            network,
+            watch: None,
+        },
+    )
+    .await?;
+    serde_json::from_value(value).context("reading the daemon's stats")
+}
+
 /// A network's id from what the user typed, through the docker CLI (the daemon knows networks
 /// by id only: Docker does not tell a driver their names): a name, an id or the start of one.
 /// Without the docker CLI, or if Docker does not know it, hex is taken as an id's start.
-async fn network_id(given: &str) -> anyhow::Result<String> {
+pub(crate) async fn network_id(given: &str) -> anyhow::Result<String> {
     let hex = !given.is_empty() && given.bytes().all(|b| b.is_ascii_hexdigit());
     let output = tokio::process::Command::new("docker")
         .args(["network", "inspect", "--format", "{{.Id}}", given])
@@ -399,6 +457,9 @@ fn human(command: &Command, value: &Value) -> String {
             out += &human(&Command::Plugins, &value["plugins"]);
             out += "\n";
             out += &tunnels_table(&value["tunnels"]);
+        }
+        Command::Stats { .. } | Command::Top => {
+            // Printed by `watch`, never through here.
         }
         Command::Settings { .. } | Command::Set { .. } => {
             for (item, value) in value.as_object().into_iter().flatten() {

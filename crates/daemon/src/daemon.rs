@@ -78,10 +78,15 @@ pub async fn serve(
         let driver = driver.clone();
         async move { driver.resume_plugins().await }
     });
+    let stats = crate::stats::start(driver.clone(), settings.bus_load)?;
+    if let Some(address) = settings.metrics.0 {
+        crate::stats::metrics::serve(address, stats.clone(), plugins.clone()).await?;
+    }
     crate::control::serve(
         &settings.control_socket_path(),
         driver.clone(),
         plugins.clone(),
+        stats,
     )?;
     let listener = bind(&settings.socket, "plugin socket", None)?;
     tracing::info!(

@@ -15,6 +15,8 @@
 //! - [`bus`]: the network options of `docker network create`, validated into a bus spec.
 //! - [`driver`]: networks and endpoints: Docker's calls applied to the data plane and the state.
 //! - [`state`]: the driver's record on disk, so restarts find what it made.
+//! - [`stats`]: what the buses carry (counters, load), for `vxbus stats`, `top` and Prometheus.
+//! - [`watch`]: the host-side views of those: `vxbus stats` and `vxbus top`.
 //! - [`supervisor`]: child and external plugins: processes, lifecycle, settings, registry.
 
 pub mod bus;
@@ -25,7 +27,9 @@ pub mod driver;
 pub mod privileges;
 pub mod settings;
 pub mod state;
+pub mod stats;
 pub mod supervisor;
+pub mod watch;
 
 /// This build's version, as written in Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

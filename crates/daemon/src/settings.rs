@@ -59,6 +59,14 @@ pub struct Settings {
     #[command(subcommand)]
     pub command: Option<crate::control::Command>,
 
+    /// Serve Prometheus metrics at IP:PORT (`http://IP:PORT/metrics`); `off` (or empty): none.
+    #[arg(long, env = "METRICS", default_value = "off")]
+    pub metrics: MetricsAddress,
+
+    /// Count each bus's load (a CAN socket that reads every frame): on or off.
+    #[arg(long, env = "VXBUS_BUS_LOAD", default_value = "on", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub bus_load: bool,
+
     /// How much to log: one of off, error, warn, info, debug, trace, or per-module directives
     /// such as `vxbus=debug,info`.
     #[arg(long, env = "VXBUS_LOG", default_value = "info")]
@@ -71,6 +79,37 @@ impl Settings {
         self.control_socket
             .clone()
             .unwrap_or_else(|| self.state_dir.join(crate::control::SOCKET_NAME))
+    }
+}
+
+/// Where the Prometheus metrics are served, if anywhere (`METRICS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<std::net::SocketAddr>);
+
+/// A `METRICS` value that is neither an address nor `off`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "METRICS (--metrics) `{given}` is not an address to serve metrics on: give IP:PORT, such as \
+     127.0.0.1:9464 or [::1]:9464, or `off` (or nothing) for none"
+)]
+pub struct BadMetricsAddress {
+    given: String,
+}
+
+impl FromStr for MetricsAddress {
+    type Err = BadMetricsAddress;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let given = s.trim();
+        if given.is_empty() || given.eq_ignore_ascii_case("off") {
+            return Ok(MetricsAddress(None));
+        }
+        given
+            .parse()
+            .map(|address| MetricsAddress(Some(address)))
+            .map_err(|_| BadMetricsAddress {
+                given: s.to_owned(),
+            })
     }
 }
 
@@ -189,6 +228,35 @@ mod tests {
     fn accepts_target_directives() {
         let filter: LogFilter = "vxbus=debug,axum=warn, info".parse().unwrap();
         assert_eq!(filter.as_str(), "vxbus=debug,axum=warn, info");
+    }
+
+    #[test]
+    fn metrics_are_an_address_or_off_and_a_bad_one_is_named() {
+        let parse = |given: &str| given.parse::<MetricsAddress>();
+        assert_eq!(parse("off"), Ok(MetricsAddress(None)));
+        assert_eq!(parse(""), Ok(MetricsAddress(None)));
+        assert_eq!(
+            parse("127.0.0.1:9464"),
+            Ok(MetricsAddress(Some("127.0.0.1:9464".parse().unwrap())))
+        );
+        assert!(parse("[::1]:9464").is_ok());
+        for bad in ["localhost:9464", "9464", "127.0.0.1", "127.0.0.1:99999"] {
+            let message = parse(bad).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("METRICS (--metrics) `{bad}` is not an address")),
+                "{message}"
+            );
+            assert!(
+                message.contains("127.0.0.1:9464") && message.contains("`off`"),
+                "{message}"
+            );
+        }
+        // Off unless set.
+        let settings = Settings::try_parse_from(["vxbus"]).unwrap();
+        assert_eq!(
+            (settings.metrics, settings.bus_load),
+            (MetricsAddress(None), true)
+        );
     }
 
     #[test]

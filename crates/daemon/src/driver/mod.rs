@@ -164,6 +164,16 @@ impl Drop for CheckAfter<'_> {
     }
 }
 
+/// A recorded bus as [`Driver::bus_views`] hands it out.
+#[derive(Debug, Clone)]
+pub struct BusView {
+    pub id: String,
+    /// `None` only for a record whose options no longer validate (kept, never served).
+    pub spec: Option<BusSpec>,
+    pub network: Network,
+    pub tunnel: Option<TunnelStats>,
+}
+
 /// The driver. Cheap to share: every call takes the one lock.
 pub struct Driver {
     inner: Mutex<Inner>,
@@ -311,6 +321,26 @@ impl Driver {
     /// The networks and endpoints as recorded, for `vxbus networks`.
     pub async fn networks(&self) -> BTreeMap<String, Network> {
         self.inner.lock().await.state.networks.clone()
+    }
+
+    /// Every recorded bus (not one being deleted) with its spec and its tunnel's counters: what
+    /// the `stats` module reads its members and bit rates from, each second.
+    pub async fn bus_views(&self) -> Vec<BusView> {
+        let inner = self.inner.lock().await;
+        let mut tunnels: BTreeMap<String, TunnelStats> =
+            inner.tunnel_stats(None).into_iter().collect();
+        inner
+            .state
+            .networks
+            .iter()
+            .filter(|(_, network)| !network.deleting)
+            .map(|(id, network)| BusView {
+                id: id.clone(),
+                spec: BusSpec::from_options(Some(&network.options)).ok(),
+                network: network.clone(),
+                tunnel: tunnels.remove(id),
+            })
+            .collect()
     }
 
     /// The running tunnels' counters, of one network (an id or its unique start) or all.
