@@ -69,7 +69,7 @@ sleep 0.5
 expect_eq "$(cat "$work/leaf")" "$(frames 3 2)"$'\n'"$from_b" "what the leaf got (never its own frames)"
 ok "every member got every other member's frames once, in order"
 
-step "the counters say the same (vxbus tunnel list --json, on both hosts)"
+step "the counters say the same (vxbus tunnel list --json, on both hosts; vxbus stats)"
 a_stats=$("$vxbus" tunnel list body --json)
 b_stats=$(DOCKER_HOST=$B_HOST "$vxbus" --state-dir "$B_STATE" tunnel list body --json)
 far() { jq -c --arg at "$2" '.[].peers[] | select(.address == $at) | [.role, .sealed, .tx_frames, .rx_frames, .lost, .decode_errors, .auth_failures]' <<<"$1"; }
@@ -80,6 +80,13 @@ expect_eq "$(jq -c '.[] | [.bus_rx_frames, .bus_tx_frames, .foreign_datagrams]' 
   "A's bus counters (read 5 from the bus, wrote 5 to it) and the stranger's datagram"
 "$vxbus" tunnel list body | grep -qE "^  $A_IP:20001 +leaf +yes +8 +2 " ||
   fail "vxbus tunnel list shows no line for the leaf with its counters:"$'\n'"$("$vxbus" tunnel list body)"
+# vxbus stats: the tunnel's host interface is the member the far ends' frames come through.
+host_member() { "$vxbus" stats body --json | jq -c '.buses[].members[] | select(.kind == "host_device") | [.sent.frames, .received.frames]'; }
+counted_5_5() { [[ $(host_member) == "[5,5]" ]]; }
+wait_until 10 "vxbus stats on A: 5 frames from the far ends onto the bus, 5 to them" counted_5_5
+expect_eq "$("$vxbus" stats body --json | jq -c '[.buses[].tunnel.peers[] | .tx_frames] | sort')" '[7,8]' \
+  "vxbus stats on A: the far ends' counters"
+"$vxbus" stats body
 
 step "netem drops 30%, then all, of A's datagrams to B: B counts them lost (no restart)"
 b_body() { # FIELD: of B's counters of its peer A on body
