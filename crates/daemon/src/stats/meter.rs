@@ -12,8 +12,10 @@
 //! again). A bus with a host device gets every copy toward it with ECHO, so every frame of that
 //! bus (from a container, from a tunnel or plugin writing on it, from a wire) is seen on the host
 //! device; the sampler counts that bus on its host device alone. What it costs per frame: the
-//! kernel's delivery to one more socket (a clone of the frame), one `recvmsg`, a lookup, and the
-//! bit count of `vxbus-busload` (for a classic frame, its bits walked once for stuffing).
+//! kernel's delivery to one more socket (a clone of the frame), a share of one `recvmmsg` (up to
+//! 32 frames a call when they come faster than the thread wakes), a lookup under a lock taken
+//! once per call, and the bit count of `vxbus-busload` (a classic frame's bits walked once for
+//! stuffing).
 //! Frames of CAN interfaces that no bus owns are read and tallied too, then thrown away by the
 //! sampler each second: their cost is the same.
 //!
@@ -116,24 +118,26 @@ fn read(
     missed: &AtomicU64,
     stop: &AtomicBool,
 ) {
-    let mut buffer = [0u8; FD_FRAME];
+    let mut batch = Batch::new();
     let mut failing = false;
     while !stop.load(Relaxed) {
-        match receive(socket.as_raw_fd(), &mut buffer) {
-            Ok(got) => {
+        match batch.receive(socket.as_raw_fd()) {
+            Ok(count) => {
                 failing = false;
-                if let Some(dropped) = got.dropped {
-                    missed.fetch_max(u64::from(dropped), Relaxed);
-                }
-                let Some(bits) = buffer.get(..got.len).and_then(weigh) else {
-                    continue;
-                };
                 let mut tallies = tallies.lock().unwrap_or_else(|e| e.into_inner());
-                tallies.entry(got.ifindex).or_default().add(Tally {
-                    frames: 1,
-                    bits: u64::from(bits.total),
-                    data_phase_bits: u64::from(bits.data_phase),
-                });
+                for got in batch.received(count) {
+                    if let Some(dropped) = got.dropped {
+                        missed.fetch_max(u64::from(dropped), Relaxed);
+                    }
+                    let Some(bits) = weigh(got.bytes) else {
+                        continue;
+                    };
+                    tallies.entry(got.ifindex).or_default().add(Tally {
+                        frames: 1,
+                        bits: u64::from(bits.total),
+                        data_phase_bits: u64::from(bits.data_phase),
+                    });
+                }
             }
             Err(err)
                 if matches!(
@@ -185,42 +189,100 @@ fn weigh(bytes: &[u8]) -> Option<vxbus_busload::Bits> {
     Some(frame_bits(frame, Stuffing::Exact))
 }
 
-/// What one `recvmsg` gave.
-struct Received {
-    len: usize,
+/// Frames taken per `recvmmsg`: when frames come faster than the thread wakes, one call and
+/// one lock serve many.
+const BATCH: usize = 32;
+/// Room for one control message of a u32 (SO_RXQ_OVFL) and then some, as u64s: the buffer must
+/// be aligned as a cmsghdr.
+const CONTROL_WORDS: usize = 8;
+
+/// The buffers of one `recvmmsg`: a frame, its source address and its control messages per slot.
+struct Batch {
+    frames: [[u8; FD_FRAME]; BATCH],
+    addresses: [libc::sockaddr_can; BATCH],
+    controls: [[u64; CONTROL_WORDS]; BATCH],
+    iovecs: [libc::iovec; BATCH],
+    headers: [libc::mmsghdr; BATCH],
+}
+
+/// One frame of a batch, read.
+struct Received<'a> {
+    bytes: &'a [u8],
     ifindex: u32,
     /// The socket's drop count (SO_RXQ_OVFL), when the kernel sent it.
     dropped: Option<u32>,
 }
 
-/// One `recvmsg` on the CAN socket `fd` into `buffer`, with the interface the frame came on
-/// and the socket's drop count. Written with libc: neither socketcan nor nix hands out a CAN
-/// socket's source address with its control messages.
-fn receive(fd: libc::c_int, buffer: &mut [u8; FD_FRAME]) -> io::Result<Received> {
-    // SAFETY: all-zero is a valid sockaddr_can and msghdr (plain C structs of integers and
-    // pointers); every pointer put in `message` points to a live local that outlives the call,
-    // with its true length, and the kernel writes within those lengths.
-    let mut address: libc::sockaddr_can = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buffer.as_mut_ptr().cast(),
-        iov_len: buffer.len(),
-    };
-    // u64s: the control buffer must be aligned as a cmsghdr.
-    let mut control = [0u64; 8];
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_name = (&raw mut address).cast();
-    message.msg_namelen = std::mem::size_of::<libc::sockaddr_can>() as libc::socklen_t;
-    message.msg_iov = &raw mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.as_mut_ptr().cast();
-    message.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = unsafe { libc::recvmsg(fd, &raw mut message, 0) };
-    let len = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+impl Batch {
+    fn new() -> Box<Batch> {
+        // SAFETY: all-zero is a valid value of each of these plain C structs of integers and
+        // (null) pointers; the pointers are set before each call, in `receive`.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    /// Waits for frames on the CAN socket `fd` and takes up to [`BATCH`] of them; how many.
+    /// Written with libc: neither socketcan nor nix hands out a CAN socket's source addresses
+    /// with their control messages.
+    fn receive(&mut self, fd: libc::c_int) -> io::Result<usize> {
+        for slot in 0..BATCH {
+            self.iovecs[slot] = libc::iovec {
+                iov_base: self.frames[slot].as_mut_ptr().cast(),
+                iov_len: FD_FRAME,
+            };
+            let header = &mut self.headers[slot].msg_hdr;
+            header.msg_name = (&raw mut self.addresses[slot]).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_can>() as libc::socklen_t;
+            header.msg_iov = &raw mut self.iovecs[slot];
+            header.msg_iovlen = 1;
+            header.msg_control = self.controls[slot].as_mut_ptr().cast();
+            header.msg_controllen = std::mem::size_of::<[u64; CONTROL_WORDS]>() as _;
+            header.msg_flags = 0;
+            self.headers[slot].msg_len = 0;
+        }
+        // SAFETY: every pointer in the headers points into `self`, which is boxed and borrowed
+        // mutably for the call, with its true length; the kernel writes within those lengths
+        // and at most BATCH headers. MSG_WAITFORONE: block for the first frame only.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        usize::try_from(n)
+            .map(|n| n.min(BATCH))
+            .map_err(|_| io::Error::last_os_error())
+    }
+
+    /// The first `count` frames of the last [`Batch::receive`].
+    fn received(&self, count: usize) -> impl Iterator<Item = Received<'_>> {
+        (0..count.min(BATCH)).map(move |slot| {
+            let header = &self.headers[slot];
+            let len = usize::try_from(header.msg_len).unwrap_or(0);
+            Received {
+                // A frame larger than the buffer (a CAN XL frame) is cut short and flagged:
+                // `weigh` takes it for no frame.
+                bytes: if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    &[]
+                } else {
+                    self.frames[slot].get(..len).unwrap_or(&[])
+                },
+                ifindex: u32::try_from(self.addresses[slot].can_ifindex).unwrap_or(0),
+                dropped: rxq_overflow(&header.msg_hdr),
+            }
+        })
+    }
+}
+
+/// The SO_RXQ_OVFL count among the control messages `message` holds, if any.
+fn rxq_overflow(message: &libc::msghdr) -> Option<u32> {
     let mut dropped = None;
     // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within the length
-    // it set in `message`; the SO_RXQ_OVFL payload is a u32, read unaligned.
+    // it set in `message` (msg_controllen); the SO_RXQ_OVFL payload is a u32, read unaligned.
     unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&raw const message);
+        let mut header = libc::CMSG_FIRSTHDR(message);
         while !header.is_null() {
             if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SO_RXQ_OVFL
             {
@@ -228,14 +290,10 @@ fn receive(fd: libc::c_int, buffer: &mut [u8; FD_FRAME]) -> io::Result<Received>
                     libc::CMSG_DATA(header).cast::<u32>(),
                 ));
             }
-            header = libc::CMSG_NXTHDR(&raw const message, header);
+            header = libc::CMSG_NXTHDR(message, header);
         }
     }
-    Ok(Received {
-        len,
-        ifindex: u32::try_from(address.can_ifindex).unwrap_or(0),
-        dropped,
-    })
+    dropped
 }
 
 #[cfg(test)]

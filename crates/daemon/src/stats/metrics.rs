@@ -193,7 +193,7 @@ fn encode_report(report: &Report, encoder: &mut DescriptorEncoder) -> Result<(),
         "Frames put on the bus by its members",
         frames,
     )?;
-    float_gauges(encoder, "vxbus_bus_load", "The share of the last second the bus's frames kept it busy at its bit rate, as canbusload -e counts", Some(&Unit::Other("ratio".into())), load)?;
+    gauges(encoder, "vxbus_bus_load", "The share of the last second the bus's frames kept it busy at its bit rate, as canbusload -e counts", Some(&Unit::Other("ratio".into())), load)?;
     gauges(
         encoder,
         "vxbus_bus_bitrate",
@@ -285,27 +285,16 @@ fn counters(
     Ok(())
 }
 
-fn gauges(
+fn gauges<N>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<&Unit>,
-    series: Vec<(Labels, i64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, value) in series {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-fn float_gauges(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    series: Vec<(Labels, f64)>,
-) -> Result<(), std::fmt::Error> {
+    series: Vec<(Labels, N)>,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<N>: EncodeMetric,
+{
     let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     for (labels, value) in series {
         ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
