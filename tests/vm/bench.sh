@@ -5,7 +5,9 @@
 # sender's socket takes frames) for throughput and latency, and a paced run at 10,000 frames/s
 # for loss. First over a bare vxcan pair between the two containers (the floor: no gateway),
 # then through a vxbus network with 2, 10 and 50 members (VXBUS_BENCH_SIZES), the others idle
-# (each still gets a copy of every frame). Last, the time of `docker run` on a vxbus network
+# (each still gets a copy of every frame). Then one 10-member bus with the bus load on and off
+# (VXBUS_BUS_LOAD=off: no socket weighs each frame) in turn, twice, for the cost of counting and
+# the runs' noise; the daemon's memory is printed before and after each. Last, the time of `docker run` on a vxbus network
 # against `--network none`. Figures from a VM under software emulation: compare the rows with
 # each other, not with real hardware.
 source "$VXBUS_REPO/tests/e2e/lib.sh"
@@ -45,17 +47,49 @@ measure "floor burst" bench-1 bench-fa bench-2 bench-fb "$BURST"
 measure "floor paced" bench-1 bench-fa bench-2 bench-fb "$PACED" "$RATE"
 docker rm -f bench-1 bench-2 >/dev/null
 
-for n in ${VXBUS_BENCH_SIZES:-2 10 50}; do
-  step "vxbus: $n members"
+rss() { awk '/^VmRSS/ { print $2 " kB" }' "/proc/$(pgrep -x vxbus)/status"; } # the daemon's memory
+# bus_runs LABEL N: a bus of N members, a burst and a paced run through it.
+bus_runs() {
   docker network create -d "$PLUGIN" -o device=can bench >/dev/null
   start=$(date +%s)
-  NET=bench run_members "$n"
-  echo "$n containers attached in $(($(date +%s) - start)) s; $(gw_rules | wc -l) gateway rules"
-  measure "vxbus $n burst" bench-1 can0 bench-2 can0 "$BURST"
-  measure "vxbus $n paced" bench-1 can0 bench-2 can0 "$PACED" "$RATE"
+  NET=bench run_members "$2"
+  echo "$2 containers attached in $(($(date +%s) - start)) s; $(gw_rules | wc -l) gateway rules"
+  local before
+  before=$(rss)
+  measure "$1 $2 burst" bench-1 can0 bench-2 can0 "$BURST"
+  measure "$1 $2 paced" bench-1 can0 bench-2 can0 "$PACED" "$RATE"
+  echo "the daemon's memory (VmRSS): $before before the runs, $(rss) after"
   docker rm -f $(docker ps -aq --filter name=bench-) >/dev/null
   docker network rm bench >/dev/null
+}
+
+for n in ${VXBUS_BENCH_SIZES:-2 10 50}; do
+  step "vxbus: $n members"
+  bus_runs vxbus "$n"
 done
+
+step "the cost of the bus load: one 10-member bus, the load meter on and off in turn, twice"
+# The plugin restarts in between (disable -f, set, enable): the bus and its containers stay.
+load_meter() { # on|off
+  docker plugin disable -f "$PLUGIN" >/dev/null
+  docker plugin set "$PLUGIN" VXBUS_BUS_LOAD="$1"
+  docker plugin enable "$PLUGIN" >/dev/null
+}
+on_exit "load_meter on"
+docker network create -d "$PLUGIN" -o device=can bench >/dev/null
+NET=bench run_members 10
+for round in 1 2; do
+  for meter in on off; do
+    load_meter "$meter"
+    echo "round $round, bus load $meter: the daemon's memory (VmRSS) $(rss) before"
+    measure "vxbus-load-$meter 10 burst" bench-1 can0 bench-2 can0 "$BURST"
+    measure "vxbus-load-$meter 10 paced" bench-1 can0 bench-2 can0 "$PACED" "$RATE"
+    echo "round $round, bus load $meter: the daemon's memory (VmRSS) $(rss) after"
+  done
+done
+load_meter on
+docker rm -f $(docker ps -aq --filter name=bench-) >/dev/null
+docker network rm bench >/dev/null
 
 step "docker run time: --network none against a vxbus network"
 docker network create -d "$PLUGIN" bench >/dev/null
@@ -93,4 +127,6 @@ echo
 echo "Deliveries per sent frame grow as members − 1 (every other member gets a copy): at n members"
 echo "the kernel makes n − 1 copies of each frame, so the receiver's rate above is 1/(n − 1) of the"
 echo "bus's total deliveries per second; the paced rows show whether $RATE frames/s still arrive whole."
+echo "The vxbus rows run with the bus load on (the default: a socket weighs every frame); the"
+echo "vxbus-load-on and -off rows are one 10-member bus with it on and off in turn, twice."
 echo "docker run (median of 5): --network none ${took[none]} ms, vxbus ${took[bench]} ms"
