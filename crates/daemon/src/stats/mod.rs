@@ -249,6 +249,8 @@ struct DropLog {
     /// Dropped since the last warning.
     pending: u64,
     logged: Option<Instant>,
+    /// The reading it was last in.
+    read_at: Instant,
 }
 
 struct Sampler {
@@ -303,8 +305,8 @@ impl Sampler {
             }
             report.buses.insert(view.id.clone(), bus);
         }
-        self.drops
-            .retain(|(id, _), _| report.buses.contains_key(id));
+        // Members and far ends gone since (a container left, a bus was removed) are forgotten.
+        self.drops.retain(|_, log| log.read_at == now);
         self.metered.retain(|id, _| report.buses.contains_key(id));
         self.last = Some(next);
         report
@@ -529,7 +531,9 @@ impl Sampler {
                     seen: total,
                     pending: 0,
                     logged: None,
+                    read_at: now,
                 });
+            entry.read_at = now;
             entry.pending = entry
                 .pending
                 .saturating_add(total.saturating_sub(entry.seen));

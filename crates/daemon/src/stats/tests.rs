@@ -257,3 +257,29 @@ fn drops_are_logged_once_per_member_and_interval() {
     // Nothing new: nothing said.
     assert!(sampler.drop_warnings(BUS, &bus, at(30)).is_empty());
 }
+
+#[test]
+fn members_that_left_are_forgotten() {
+    let mut sampler = sampler();
+    let links = [
+        link(11, "vxbhaaaaaaaaaa", counters(0, 0, 0)),
+        link(12, "vxbhbbbbbbbbbb", counters(0, 0, 0)),
+    ];
+    let at = Instant::now();
+    sampler.read(&[view(false, json!({}))], &links, &[], at);
+    assert_eq!(sampler.drops.len(), 2);
+    // b's container left: its endpoint is no longer in the bus.
+    let mut one = view(false, json!({}));
+    one.network.endpoints.remove("bbbbbbbbbbbb0000");
+    sampler.read(&[one], &links, &[], at + Duration::from_secs(1));
+    assert_eq!(
+        sampler.drops.len(),
+        1,
+        "what is kept grows with members that come and go"
+    );
+    let last = sampler.last.as_ref().unwrap();
+    assert_eq!(last.members.len(), 1);
+    // The bus went.
+    sampler.read(&[], &links, &[], at + Duration::from_secs(2));
+    assert!(sampler.drops.is_empty() && sampler.last.as_ref().unwrap().members.is_empty());
+}
