@@ -1,6 +1,7 @@
 //! The control socket, and the host-side commands that use it: `vxbus networks`, `vxbus plugins`,
 //! `vxbus settings PLUGIN`, `vxbus set PLUGIN ITEM=VALUE`, `vxbus tunnel list|add|remove`,
-//! `vxbus status`.
+//! `vxbus swarm`, `vxbus status`, and the request behind `vxbus stats` and `vxbus top` (which
+//! `watch` prints).
 //!
 //! The daemon serves `control.sock` in its state directory (a host directory mounted into the
 //! managed plugin, so the host reaches it at `/var/lib/vxbus/control.sock`); each connection

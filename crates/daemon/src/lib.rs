@@ -4,7 +4,7 @@
 //! on the plugin's socket, makes each network a CAN bus in the kernel (through
 //! `vxbus-dataplane`), keeps a record so restarts find what it made, and runs the plugins that
 //! serve buses (speaking `vxbus-sdk`'s chunk protocol to them). On the host, the same binary
-//! with a command (`vxbus networks`, `plugins`, `settings`, `set`) asks the running daemon over
+//! with a command (`vxbus networks`, `plugins`, `stats`, `top`, ...) asks the running daemon over
 //! its control socket. ARCHITECTURE.md draws how a request flows through these modules.
 //!
 //! - [`settings`]: what the daemon is told (command line and `VXBUS_*` environment).
